@@ -1,1 +1,110 @@
-"""drgn-balloon."""
+"""
+drgn-balloon
+------------
+
+Where did my memory go? The VMware balloon driver pins guest pages that the
+host reclaimed, and no line of the guest's accounting names them. These
+helpers find ``struct vmballoon balloon`` in a vmcore or the live kernel,
+verify its pages one by one, and compare it with the kernel's accounting.
+
+In a drgn session::
+
+    >>> from drgn_balloon import *
+    >>> state = balloon_state()
+    >>> state.size_frames, state.target_frames
+    (40000, 40000)
+    >>> verify_balloon(state=state).verified
+    True
+    >>> print(render_text(balloon_report()))
+"""
+
+from typing import Optional, Sequence
+
+from drgn import Program
+
+from .balloon import BalloonState, balloon_state as _balloon_state, find_balloon as _find_balloon
+from .errors import BalloonError
+from .layout import ERAS, Era, detect_era
+from .memory import MemoryAccounting, memory_accounting as _memory_accounting
+from .render import render_json, render_text
+from .report import Report, balloon_report as _balloon_report
+from .verify import Verification, verify_balloon as _verify_balloon
+
+try:
+    from drgn.helpers.common.prog import takes_program_or_default
+except ImportError:  # drgn < 0.0.23
+    def takes_program_or_default(f):  # type: ignore[no-untyped-def]
+        return f
+
+__all__ = [
+    "ERAS",
+    "BalloonError",
+    "BalloonState",
+    "Era",
+    "MemoryAccounting",
+    "Report",
+    "Verification",
+    "balloon_report",
+    "balloon_state",
+    "detect_era",
+    "find_balloon",
+    "memory_accounting",
+    "render_json",
+    "render_text",
+    "verify_balloon",
+]
+
+__version__ = "0.1.0"
+
+
+@takes_program_or_default
+def find_balloon(prog: Program, debug_files: Sequence[str] = ()):  # type: ignore[no-untyped-def]
+    """
+    Find ``struct vmballoon balloon``, loading the balloon module's debug
+    info if drgn has not.
+
+    :return: (driver name, loaded module or ``None`` if built in,
+        ``struct vmballoon`` object)
+    """
+    return _find_balloon(prog, debug_files)
+
+
+@takes_program_or_default
+def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonState:
+    """
+    Read the balloon: size and target in 4 KiB frames, reset flag,
+    capabilities, shrinker, statistics.
+
+    >>> balloon_state().size_frames
+    40000
+    """
+    return _balloon_state(prog, debug_files)
+
+
+@takes_program_or_default
+def verify_balloon(
+    prog: Program, state: Optional[BalloonState] = None, *, fast: bool = True
+) -> Verification:
+    """
+    Walk the balloon's lists page by page and compare with ``balloon.size``.
+
+    :param state: from :func:`balloon_state` (read now if omitted).
+    :param fast: bulk reads of the memory map (``False``: drgn Objects).
+    """
+    if state is None:
+        state = _balloon_state(prog)
+    return _verify_balloon(prog, state, fast=fast)
+
+
+@takes_program_or_default
+def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
+    """What ``/proc/meminfo`` and ``ps aux`` would show, in pages."""
+    return _memory_accounting(prog, rss=rss)
+
+
+@takes_program_or_default
+def balloon_report(prog: Program, *, verify: bool = True, fast: bool = True,
+                   rss: bool = True, debug_files: Sequence[str] = ()) -> Report:
+    """The whole report; render it with :func:`render_text` or :func:`render_json`."""
+    return _balloon_report(prog, verify=verify, fast=fast, rss=rss,
+                           debug_files=debug_files)

@@ -1,0 +1,206 @@
+"""
+Command line
+------------
+
+The ``drgn_balloon.cli`` module holds what the entry points share: the
+arguments, the run function that builds the report and renders it, and the
+error handling that turns every failure into one line on stderr and an exit
+code (:mod:`drgn_balloon.errors`). :func:`main` is the ``balloon-report``
+console script, which opens the vmcore (or the live kernel) itself.
+"""
+
+import argparse
+import os
+import sys
+from typing import Callable, List, Optional, Sequence, TypeVar
+
+from .errors import (
+    EXIT_CODES,
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    BadDump,
+    BalloonError,
+    MissingDebugInfo,
+    NotRoot,
+)
+
+__all__ = ["add_report_arguments", "main", "run_report", "guarded"]
+
+T = TypeVar("T")
+
+_EPILOG = "exit codes:\n" + "\n".join(
+    f"  {code:>3}  {text}" for code, text in sorted(EXIT_CODES.items())
+)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every entry point takes."""
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON document instead of the text report")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip the page-by-page walk of the balloon's lists")
+    parser.add_argument("--slow-walk", dest="fast", action="store_false",
+                        help="walk with one drgn Object per page (the reference "
+                        "implementation; slower)")
+    parser.add_argument("--no-rss", dest="rss", action="store_false",
+                        help="do not add up the processes' RSS")
+    parser.add_argument("-s", "--symbols", action="append", default=[],
+                        metavar="FILE",
+                        help="debug info file (vmlinux, vmw_balloon.ko) or "
+                        "directory to search; may be repeated")
+
+
+def _progress_printer() -> Optional[Callable[[str, int], None]]:
+    if not sys.stderr.isatty():
+        return None
+
+    def progress(kind: str, pages: int) -> None:
+        sys.stderr.write(f"\rwalking the {kind} list: {pages:,} pages")
+        sys.stderr.flush()
+
+    return progress
+
+
+def run_report(prog: object, args: argparse.Namespace) -> int:
+    """Build and print the report; return the exit code. May raise
+    :class:`~drgn_balloon.errors.BalloonError`."""
+    from .render import render_json, render_text
+    from .report import balloon_report
+
+    _check_kernel_debug_info(prog)
+    progress = _progress_printer()
+    report = balloon_report(
+        prog,  # type: ignore[arg-type]
+        verify=args.verify,
+        fast=args.fast,
+        rss=args.rss,
+        debug_files=args.symbols,
+        progress=progress,
+    )
+    if progress is not None:
+        sys.stderr.write("\r\033[K")
+    sys.stdout.write(render_json(report) if args.json else render_text(report))
+    sys.stdout.flush()
+    if report.findings:
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _check_kernel_debug_info(prog: object) -> None:
+    try:
+        prog.type("struct page")  # type: ignore[attr-defined]
+    except LookupError:
+        raise MissingDebugInfo(
+            "no debug info for the kernel (vmlinux): install the kernel's debug "
+            "info package (e.g. linux-image-*-dbg, kernel-debuginfo) or pass "
+            "-s /path/to/vmlinux"
+        )
+
+
+def _one_line(message: str) -> str:
+    from .render import escape
+
+    return escape(" ".join(str(message).split()))
+
+
+def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
+    """
+    Run *func*; turn every exception into one line on stderr and an exit
+    code. With *json_errors*, also print a JSON error document on stdout.
+    """
+    try:
+        return func()
+    except BalloonError as e:
+        code, kind, message = e.exit_code, e.kind, e.message
+    except KeyboardInterrupt:
+        code, kind, message = 130, "interrupted", "interrupted"
+    except BrokenPipeError:
+        return EXIT_OK
+    except MemoryError:
+        code, kind, message = EXIT_INTERNAL, "internal", "out of memory"
+    except Exception as e:  # the promise: never a traceback
+        import drgn
+
+        if isinstance(e, drgn.FaultError):
+            from .errors import Unreadable
+
+            err: BalloonError = Unreadable(
+                f"memory the report needs is not in the dump: {e}")
+            code, kind, message = err.exit_code, err.kind, err.message
+        else:
+            code, kind = EXIT_INTERNAL, "internal"
+            message = f"internal error: {type(e).__name__}: {e}"
+    sys.stderr.write(f"balloon-report: error: {_one_line(message)}\n")
+    if json_errors:
+        import json
+
+        from .report import SCHEMA_VERSION
+
+        sys.stdout.write(json.dumps({
+            "schema_version": SCHEMA_VERSION,
+            "error": {"kind": kind, "exit_code": code, "message": message},
+        }) + "\n")
+    return code
+
+
+def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
+    import drgn
+
+    prog = drgn.Program()
+    if vmcore is not None:
+        try:
+            with open(vmcore, "rb"):
+                pass
+        except OSError as e:
+            raise BadDump(f"cannot open {vmcore}: {e.strerror}")
+        try:
+            prog.set_core_dump(vmcore)
+        except (OSError, ValueError, drgn.Error) as e:
+            raise BadDump(f"{vmcore} is not a kernel dump drgn can read: {e}")
+    else:
+        if os.geteuid() != 0:
+            raise NotRoot(
+                "reading the live kernel needs root (/proc/kcore): run it as root, "
+                "e.g. sudo balloon-report"
+            )
+        try:
+            prog.set_kernel()
+        except (OSError, ValueError, drgn.Error) as e:
+            raise BadDump(f"cannot open the live kernel: {e}")
+    paths = [p for p in symbols if not os.path.isdir(p)]
+    try:
+        prog.load_debug_info(paths, default=True, main=True)
+    except drgn.MissingDebugInfoError:
+        pass  # judged below: what matters is vmlinux and the balloon module
+    except (OSError, ValueError, drgn.Error) as e:
+        raise MissingDebugInfo(f"cannot load debug info: {e}")
+    return prog
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """The ``balloon-report`` console script."""
+    parser = argparse.ArgumentParser(
+        prog="balloon-report",
+        description="Where did my memory go? Report the VMware balloon of a "
+        "vmcore, or of the live kernel (as root) when no VMCORE is given.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("vmcore", nargs="?", help="kdump-compressed or ELF vmcore")
+    add_report_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+
+    def run() -> int:
+        prog = _open_program(args.vmcore, args.symbols)
+        return run_report(prog, args)
+
+    return guarded(run, json_errors=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

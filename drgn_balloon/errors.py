@@ -1,0 +1,123 @@
+"""
+Errors and exit codes
+---------------------
+
+Every failure the tool knows about is a :class:`BalloonError` with an exit
+code. The entry points print its message as one line on stderr and exit with
+its code; nothing else reaches the user as a traceback.
+
+=====  ==============================================================
+code   meaning
+=====  ==============================================================
+0      report printed; the balloon was verified (or ``--no-verify``)
+1      report printed, but the verification found problems
+2      usage error (bad command-line arguments)
+3      no VMware balloon driver in this kernel (not loaded, not built in)
+4      not a VMware guest: the driver is absent or was never initialised
+5      debug info missing (vmlinux or the balloon module)
+6      the dump cannot be opened (not a dump, truncated, unreadable)
+7      the live kernel can only be read as root
+8      the balloon's state cannot be read (memory missing from the dump)
+70     internal error (a bug: please report it with the message)
+=====  ==============================================================
+"""
+
+from typing import Dict
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FINDINGS",
+    "EXIT_USAGE",
+    "EXIT_NO_DRIVER",
+    "EXIT_NOT_VMWARE",
+    "EXIT_NO_DEBUG_INFO",
+    "EXIT_BAD_DUMP",
+    "EXIT_NOT_ROOT",
+    "EXIT_UNREADABLE",
+    "EXIT_INTERNAL",
+    "EXIT_CODES",
+    "BalloonError",
+    "NoBalloonDriver",
+    "NotVMware",
+    "MissingDebugInfo",
+    "BadDump",
+    "NotRoot",
+    "Unreadable",
+]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_NO_DRIVER = 3
+EXIT_NOT_VMWARE = 4
+EXIT_NO_DEBUG_INFO = 5
+EXIT_BAD_DUMP = 6
+EXIT_NOT_ROOT = 7
+EXIT_UNREADABLE = 8
+EXIT_INTERNAL = 70
+
+EXIT_CODES: Dict[int, str] = {
+    EXIT_OK: "report printed; balloon verified (or verification skipped)",
+    EXIT_FINDINGS: "report printed, but the verification found problems",
+    EXIT_USAGE: "usage error",
+    EXIT_NO_DRIVER: "no VMware balloon driver in this kernel",
+    EXIT_NOT_VMWARE: "not a VMware guest: driver absent or never initialised",
+    EXIT_NO_DEBUG_INFO: "debug info missing (vmlinux or the balloon module)",
+    EXIT_BAD_DUMP: "the dump cannot be opened",
+    EXIT_NOT_ROOT: "the live kernel can only be read as root",
+    EXIT_UNREADABLE: "the balloon's state cannot be read from the dump",
+    EXIT_INTERNAL: "internal error",
+}
+
+
+class BalloonError(Exception):
+    """A failure the tool explains in one line, with an exit code."""
+
+    exit_code = EXIT_INTERNAL
+    kind = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NoBalloonDriver(BalloonError):
+    """No VMware balloon driver is loaded or built into the kernel."""
+
+    exit_code = EXIT_NO_DRIVER
+    kind = "no_driver"
+
+
+class NotVMware(BalloonError):
+    """The guest is not running on VMware, so the driver never started."""
+
+    exit_code = EXIT_NOT_VMWARE
+    kind = "not_vmware"
+
+
+class MissingDebugInfo(BalloonError):
+    """Debug info for vmlinux or the balloon module was not found."""
+
+    exit_code = EXIT_NO_DEBUG_INFO
+    kind = "no_debug_info"
+
+
+class BadDump(BalloonError):
+    """The dump file cannot be opened or is not a kernel dump."""
+
+    exit_code = EXIT_BAD_DUMP
+    kind = "bad_dump"
+
+
+class NotRoot(BalloonError):
+    """Reading the live kernel needs root."""
+
+    exit_code = EXIT_NOT_ROOT
+    kind = "not_root"
+
+
+class Unreadable(BalloonError):
+    """The balloon's own state is not in the dump or cannot be read."""
+
+    exit_code = EXIT_UNREADABLE
+    kind = "unreadable"

@@ -1,0 +1,149 @@
+"""
+Page geometry and page types
+----------------------------
+
+The ``drgn_balloon.pages`` module describes the kernel's memory map (the
+array of ``struct page``) well enough to read it in bulk, and decides whether
+a page is marked offline the way the running kernel marks it.
+"""
+
+import re
+from typing import NamedTuple, Optional
+
+from drgn import FaultError, Program, offsetof, sizeof
+
+__all__ = ["OfflineRule", "PageGeometry", "offline_rule", "page_geometry"]
+
+
+class OfflineRule(NamedTuple):
+    """How ``page->page_type`` says "offline" in this kernel."""
+
+    #: ``"pgty"``: offline iff ``page_type >> 24 == value`` (v6.10 and later).
+    #: ``"mask"``: offline iff ``page_type & (0xf0000000 | value) ==
+    #: 0xf0000000`` (v5.0 to v6.9: the bit is *cleared* when the type is set).
+    mode: str
+    value: int
+    #: Where the rule came from, for the report.
+    source: str
+
+    def is_offline(self, page_type: int) -> bool:
+        """Whether a ``page_type`` value (a ``u32``) means offline."""
+        if self.mode == "pgty":
+            return (page_type >> 24) == self.value
+        return (page_type & (0xF0000000 | self.value)) == 0xF0000000
+
+
+_VMCOREINFO_OFFLINE = re.compile(
+    rb"^NUMBER\(PAGE_OFFLINE_MAPCOUNT_VALUE\)=(-?[0-9]+)$", re.M
+)
+
+
+def _vmcoreinfo(prog: Program) -> bytes:
+    try:
+        return prog["VMCOREINFO"].string_()
+    except (KeyError, LookupError, FaultError):
+        return b""
+
+
+def offline_rule(prog: Program) -> Optional[OfflineRule]:
+    """
+    Return how this kernel marks pages offline, or ``None`` if it does not.
+
+    Linux kernel commit ca215086b14b ("mm: convert PG_balloon to PG_offline")
+    (in v5.0) introduced the offline page type, and the same series exported
+    it to VMCOREINFO ("kexec: export PG_offline to VMCOREINFO") and made
+    vmw_balloon set it on every ballooned page (kernel-layouts.md §1.C2). So a
+    kernel whose VMCOREINFO lacks ``PAGE_OFFLINE_MAPCOUNT_VALUE`` does not mark
+    balloon pages, and ``None`` is returned. Since v6.10 page types live in the
+    top byte of ``page_type`` and the number is ``PGTY_offline << 24``.
+    """
+    try:
+        pgty = prog["PGTY_offline"]
+    except (KeyError, LookupError):
+        pgty = None
+    if pgty is not None:
+        return OfflineRule("pgty", pgty.value_(), "enum pagetype PGTY_offline")
+    match = _VMCOREINFO_OFFLINE.search(_vmcoreinfo(prog))
+    if not match:
+        return None
+    value = int(match.group(1)) & 0xFFFFFFFF
+    if value & 0xFFFFFF == 0:
+        return OfflineRule("pgty", value >> 24, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE")
+    return OfflineRule(
+        "mask", ~value & 0xFFFFFFFF, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE"
+    )
+
+
+class PageGeometry(NamedTuple):
+    """Where ``struct page`` lives and where its fields are."""
+
+    #: Address of the ``struct page`` of PFN 0.
+    vmemmap: int
+    #: ``sizeof(struct page)``.
+    page_size: int
+    #: One past the highest PFN (``max_pfn``).
+    max_pfn: int
+    #: ``offsetof(struct page, lru)``.
+    lru: int
+    #: ``offsetof(struct page, private)``.
+    private: int
+    #: Offset of ``page_type`` (or of ``_mapcount`` that shares its storage),
+    #: or ``None`` if the kernel has neither.
+    page_type: Optional[int]
+    #: How offline pages are marked, or ``None`` if they are not.
+    offline: Optional[OfflineRule]
+
+    @property
+    def end(self) -> int:
+        """Address just past the memory map."""
+        return self.vmemmap + self.max_pfn * self.page_size
+
+    def page_to_pfn(self, page: int) -> Optional[int]:
+        """The PFN of a ``struct page`` address, or ``None`` if it is not one."""
+        delta = page - self.vmemmap
+        if delta < 0 or page >= self.end:
+            return None
+        pfn, rem = divmod(delta, self.page_size)
+        return None if rem else pfn
+
+
+def _page0(prog: Program) -> int:
+    # drgn provides "vmemmap" on x86_64 (CONFIG_SPARSEMEM_VMEMMAP, the only
+    # memory model of x86_64 since v2.6.24); FLATMEM kernels have mem_map.
+    try:
+        return prog["vmemmap"].value_()
+    except (KeyError, LookupError):
+        pass
+    mem_map = prog["mem_map"].value_()
+    try:
+        offset = prog["ARCH_PFN_OFFSET"].value_()
+    except (KeyError, LookupError):
+        offset = 0
+    return mem_map - offset * sizeof(prog.type("struct page"))
+
+
+def page_geometry(prog: Program) -> PageGeometry:
+    """
+    Describe the memory map of a kernel.
+
+    :raises LookupError: if ``struct page`` or the memory map is unknown.
+    """
+    page_type = prog.type("struct page")
+    offset: Optional[int]
+    try:
+        offset = offsetof(page_type, "page_type")
+    except LookupError:
+        try:
+            offset = offsetof(page_type, "_mapcount")
+        except LookupError:
+            offset = None
+    return PageGeometry(
+        vmemmap=_page0(prog),
+        page_size=sizeof(page_type),
+        max_pfn=prog["max_pfn"].value_(),
+        lru=offsetof(page_type, "lru"),
+        private=offsetof(page_type, "private"),
+        page_type=offset,
+        offline=offline_rule(prog) if offset is not None else None,
+    )
+

@@ -1,0 +1,104 @@
+"""
+Verifying the balloon
+---------------------
+
+The ``drgn_balloon.verify`` module walks every list of the balloon
+(:mod:`drgn_balloon.walk`) and checks that the pages found add up to
+``balloon.size``: the 4 KiB list, plus ``b_dev_info.isolated_pages`` (pages
+taken off the list for migration, v5.3+), plus 512 frames for each page on
+the 2 MiB list (kernel-layouts.md §1.C2, "Cross-check").
+"""
+
+from typing import Callable, NamedTuple, Optional, Tuple
+
+from drgn import FaultError, Program
+
+from .balloon import BalloonState
+from .layout import balloon_lists
+from .pages import PageGeometry, page_geometry
+from .walk import BulkPageReader, Finding, ListWalk, ObjectPageReader, walk_list
+
+__all__ = ["Verification", "verify_balloon"]
+
+
+class Verification(NamedTuple):
+    """The result of verifying the balloon page by page."""
+
+    lists: Tuple[ListWalk, ...]
+    isolated_pages: int
+    #: Frames found: pages on the lists (2 MiB pages count 512) + isolated.
+    frames: int
+    #: ``balloon.size`` it was compared with.
+    size_frames: int
+    findings: Tuple[Finding, ...]
+
+    @property
+    def verified(self) -> bool:
+        """Every list walked to its end, nothing wrong, frames == size."""
+        return (
+            all(w.complete for w in self.lists)
+            and not self.findings
+            and self.frames == self.size_frames
+        )
+
+    def pages(self, kind: str) -> int:
+        """Pages found on the ``"4k"`` or ``"2m"`` list."""
+        return sum(w.pages for w in self.lists if w.kind == kind)
+
+
+def verify_balloon(
+    prog: Program,
+    state: BalloonState,
+    *,
+    fast: bool = True,
+    geometry: Optional[PageGeometry] = None,
+    progress: Optional[Callable[[str, int], None]] = None,
+) -> Verification:
+    """
+    Walk every list of ballooned pages and compare with ``balloon.size``.
+
+    :param state: from :func:`~drgn_balloon.balloon.balloon_state`.
+    :param fast: read the memory map in bulk (``False``: one drgn ``Object``
+        per page, the slow reference).
+    :param progress: called with (list kind, pages walked) during long walks.
+    """
+    g = geometry if geometry is not None else page_geometry(prog)
+    walks = []
+    for entry in balloon_lists(state.balloon, state.era):
+        reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)
+        head = entry.head.address_
+        walks.append(
+            walk_list(
+                prog,
+                g,
+                head,
+                entry.kind,
+                entry.frames_per_page,
+                reader=reader,
+                # balloon_page_insert() sets private to the balloon's
+                # balloon_dev_info on 4 KiB pages only (v5.3+).
+                expect_private=state.dev_info_address if entry.kind == "4k" else None,
+                progress=(lambda n, k=entry.kind: progress(k, n)) if progress else None,
+            )
+        )
+    findings = [f for w in walks for f in w.findings]
+    frames = sum(w.frames for w in walks) + state.isolated_pages
+    if all(w.complete for w in walks) and frames != state.size_frames:
+        parts = " + ".join(
+            f"{w.pages} x {w.frames_per_page}" if w.frames_per_page > 1 else str(w.pages)
+            for w in walks
+        )
+        findings.append(
+            Finding(
+                "size_mismatch",
+                "",
+                -1,
+                0,
+                f"pages on the lists add up to {frames} frames ({parts}"
+                + (f" + {state.isolated_pages} isolated" if state.isolated_pages else "")
+                + f"), but balloon.size is {state.size_frames}",
+            )
+        )
+    return Verification(
+        tuple(walks), state.isolated_pages, frames, state.size_frames, tuple(findings)
+    )

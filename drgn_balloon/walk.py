@@ -1,0 +1,402 @@
+"""
+Page-by-page verification
+-------------------------
+
+The ``drgn_balloon.walk`` module walks a list of ballooned pages (linked
+through ``page->lru``) and checks every page on it: the links agree in both
+directions, every pointer lands on a ``struct page`` in the memory map, no
+page is passed twice, each page is marked offline where the kernel marks
+ballooned pages, and ``page->private`` points to the balloon where the
+kernel sets it.
+
+Walks are bounded: a bitmap of the PFNs already passed stops a cyclic list at
+the first repeated page, so no list, however corrupt, takes more than
+``max_pfn`` steps.
+
+Two readers do the same walk. :class:`BulkPageReader` reads the memory map in
+large blocks and parses the bytes (fast); :class:`ObjectPageReader` reads each
+page as a drgn ``Object`` (what a drgn user would write). Both feed one loop,
+so they give identical results.
+"""
+
+import sys
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+
+from drgn import FaultError, Object, Program
+
+from .pages import PageGeometry
+
+__all__ = [
+    "FINDING_KINDS",
+    "BulkPageReader",
+    "Finding",
+    "ListWalk",
+    "ObjectPageReader",
+    "walk_list",
+]
+
+#: Every kind of finding, with what it means.
+FINDING_KINDS: Dict[str, str] = {
+    "bad_pointer": "a list pointer does not point to a struct page in the memory map",
+    "cycle": "the list comes back to a page it already passed",
+    "prev_mismatch": "a node's lru.prev does not point back to the node before it",
+    "not_in_dump": "a ballooned page's struct page is not in the dump",
+    "not_offline": "a ballooned page is not marked offline (PageOffline)",
+    "bad_private": "page->private does not point to this balloon",
+    "misaligned": "a 2 MiB page does not start on a 512-frame boundary",
+    "uninitialised": "a list head is NULL: the driver never initialised it",
+    "size_mismatch": "the pages on the lists do not add up to balloon.size",
+    "moved": "the lists changed while they were walked (live kernel)",
+}
+
+#: Findings after which the list cannot be followed further.
+_FATAL = {"bad_pointer", "cycle", "not_in_dump", "uninitialised"}
+
+#: At most this many findings of one kind are kept with their details; all
+#: are counted.
+MAX_DETAILED = 10
+
+
+class Finding(NamedTuple):
+    """Something the verification found wrong."""
+
+    kind: str
+    #: ``"4k"``, ``"2m"`` or ``""`` for the balloon as a whole.
+    list: str
+    #: Position in the list (0 is the first page), or -1.
+    index: int
+    #: The address concerned (a pointer or a ``struct page``), or 0.
+    address: int
+    message: str
+
+
+class ListWalk(NamedTuple):
+    """The result of walking one list."""
+
+    kind: str
+    head: int
+    frames_per_page: int
+    #: Pages found on the list.
+    pages: int
+    #: Whether the walk came back to the head.
+    complete: bool
+    #: Whether the offline marks were checked (the kernel marks them).
+    offline_checked: bool
+    #: Pages (for 2 MiB pages: subpages) not marked offline.
+    not_offline: int
+    #: Pages whose ``private`` points to the balloon.
+    private_matches: int
+    #: Findings, at most :data:`MAX_DETAILED` per kind.
+    findings: Tuple[Finding, ...]
+    #: How many findings of each kind, including those not kept.
+    counts: Dict[str, int]
+
+    @property
+    def frames(self) -> int:
+        """4 KiB frames the pages on this list stand for."""
+        return self.pages * self.frames_per_page
+
+
+class _Node(NamedTuple):
+    next: int
+    prev: int
+    page_type: Optional[int]
+    private: int
+
+
+class ObjectPageReader:
+    """Read each ``struct page`` as a drgn ``Object`` (the baseline)."""
+
+    def __init__(self, prog: Program, geometry: PageGeometry) -> None:
+        self.prog = prog
+        self.geometry = geometry
+        self.page_ptr = prog.type("struct page *")
+        member = None
+        if geometry.page_type is not None:
+            t = prog.type("struct page")
+            member = "page_type" if t.has_member("page_type") else "_mapcount"
+        self.page_type_member = member
+
+    def _page(self, pfn: int) -> Object:
+        g = self.geometry
+        return Object(self.prog, self.page_ptr, g.vmemmap + pfn * g.page_size)
+
+    def _page_type(self, page: Object) -> Optional[int]:
+        if self.page_type_member is None:
+            return None
+        value = page.member_(self.page_type_member)
+        if self.page_type_member == "_mapcount":
+            value = value.counter
+        return value.value_() & 0xFFFFFFFF
+
+    def node(self, pfn: int) -> _Node:
+        page = self._page(pfn)
+        return _Node(
+            page.lru.next.value_(),
+            page.lru.prev.value_(),
+            self._page_type(page),
+            page.private.value_(),
+        )
+
+    def page_types(self, pfn: int, count: int) -> Set[int]:
+        types = set()
+        for i in range(count):
+            page_type = self._page_type(self._page(pfn + i))
+            if page_type is not None:
+                types.add(page_type)
+        return types
+
+
+class BulkPageReader:
+    """
+    Read the memory map in blocks of ``block_pages`` struct pages and parse
+    the bytes, keeping at most ``max_blocks`` blocks in memory.
+    """
+
+    def __init__(
+        self,
+        prog: Program,
+        geometry: PageGeometry,
+        block_pages: int = 32768,
+        max_blocks: int = 8,
+    ) -> None:
+        g = geometry
+        if g.page_size % 8 or g.lru % 8 or g.private % 8:
+            raise ValueError("struct page is not laid out in 8-byte words")
+        self.prog = prog
+        self.geometry = g
+        self.block_pages = block_pages
+        self.max_blocks = max_blocks
+        self.stride = g.page_size // 8
+        self.lru = g.lru // 8
+        self.private = g.private // 8
+        if g.page_type is not None:
+            self.page_type_word: Optional[int] = g.page_type // 8
+            self.page_type_shift = (g.page_type % 8) * 8
+        else:
+            self.page_type_word = None
+            self.page_type_shift = 0
+        self.blocks: "OrderedDict[int, Optional[memoryview]]" = OrderedDict()
+        #: Bytes read from the dump, for the benchmark.
+        self.bytes_read = 0
+
+    def _load(self, block: int) -> Optional[memoryview]:
+        g = self.geometry
+        first = block * self.block_pages
+        count = min(self.block_pages, g.max_pfn - first)
+        try:
+            data = self.prog.read(g.vmemmap + first * g.page_size, count * g.page_size)
+            words: Optional[memoryview] = memoryview(data).cast("Q")
+            self.bytes_read += len(data)
+        except FaultError:
+            # Part of the block is missing (a hole in the memory map or pages
+            # left out of the dump): read this block page by page.
+            words = None
+        if len(self.blocks) >= self.max_blocks:
+            self.blocks.popitem(last=False)
+        self.blocks[block] = words
+        return words
+
+    def _words(self, pfn: int) -> Tuple[memoryview, int]:
+        block, index = divmod(pfn, self.block_pages)
+        try:
+            words = self.blocks[block]
+        except KeyError:
+            words = self._load(block)
+        if words is None:
+            g = self.geometry
+            data = self.prog.read(g.vmemmap + pfn * g.page_size, g.page_size)
+            self.bytes_read += len(data)
+            return memoryview(data).cast("Q"), 0
+        return words, index * self.stride
+
+    def node(self, pfn: int) -> _Node:
+        words, i = self._words(pfn)
+        page_type = None
+        if self.page_type_word is not None:
+            page_type = (
+                words[i + self.page_type_word] >> self.page_type_shift
+            ) & 0xFFFFFFFF
+        return _Node(
+            words[i + self.lru], words[i + self.lru + 1], page_type, words[i + self.private]
+        )
+
+    def page_types(self, pfn: int, count: int) -> Set[int]:
+        if self.page_type_word is None:
+            return set()
+        block, index = divmod(pfn, self.block_pages)
+        words, i = self._words(pfn)
+        if index + count <= self.block_pages and len(words) >= i + count * self.stride:
+            start = i + self.page_type_word
+            raw = set(words[start : start + count * self.stride : self.stride])
+            return {(w >> self.page_type_shift) & 0xFFFFFFFF for w in raw}
+        return {
+            t
+            for t in (self.node(pfn + k).page_type for k in range(count))
+            if t is not None
+        }
+
+
+
+
+
+class _Recorder:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.findings: List[Finding] = []
+        self.counts: Dict[str, int] = {}
+
+    def add(self, what: str, index: int, address: int, message: str) -> None:
+        n = self.counts.get(what, 0)
+        self.counts[what] = n + 1
+        if n < MAX_DETAILED:
+            self.findings.append(Finding(what, self.kind, index, address, message))
+
+
+def walk_list(
+    prog: Program,
+    geometry: PageGeometry,
+    head: int,
+    kind: str,
+    frames_per_page: int = 1,
+    *,
+    reader: "Optional[object]" = None,
+    expect_private: Optional[int] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> ListWalk:
+    """
+    Walk one list of ballooned pages and verify every page on it.
+
+    :param geometry: the kernel's memory map (:func:`~drgn_balloon.pages.page_geometry`).
+    :param head: address of the ``struct list_head``.
+    :param kind: ``"4k"`` or ``"2m"``.
+    :param frames_per_page: 4 KiB frames per page on this list (1 or 512).
+    :param reader: a :class:`BulkPageReader` (the default) or an
+        :class:`ObjectPageReader`.
+    :param expect_private: the value ``page->private`` holds for a page of
+        this balloon (``&balloon.b_dev_info`` with balloon compaction), or
+        ``None`` not to check it.
+    :param progress: called now and then with the number of pages walked.
+    """
+    g = geometry
+    if reader is None:
+        reader = BulkPageReader(prog, g)
+    rec = _Recorder(kind)
+    offline = g.offline
+    pages = 0
+    not_offline = 0
+    private_matches = 0
+    private_zero = 0
+    complete = False
+
+    try:
+        head_next = prog.read_u64(head)
+        head_prev = prog.read_u64(head + 8)
+    except FaultError:
+        rec.add("not_in_dump", -1, head, f"list head {head:#x} is not in the dump")
+        return ListWalk(kind, head, frames_per_page, 0, False, False, 0, 0,
+                        tuple(rec.findings), rec.counts)
+    if head_next == 0 or head_prev == 0:
+        rec.add("uninitialised", -1, head, f"list head {head:#x} is NULL")
+        return ListWalk(kind, head, frames_per_page, 0, False, False, 0, 0,
+                        tuple(rec.findings), rec.counts)
+
+    seen = bytearray((g.max_pfn + 7) // 8)
+    lru = g.lru
+    prev_node = head
+    cur = head_next
+    tick = time.monotonic()
+    while True:
+        if cur == head:
+            complete = True
+            if head_prev != prev_node:
+                rec.add("prev_mismatch", pages, head,
+                        f"the list head's prev is {head_prev:#x}, "
+                        f"but its last node is {prev_node:#x}")
+            break
+        pfn = g.page_to_pfn(cur - lru)
+        if pfn is None:
+            rec.add("bad_pointer", pages, cur,
+                    f"node {pages}: pointer {cur:#x} (from {prev_node:#x}) "
+                    "is not a struct page in the memory map")
+            break
+        if seen[pfn >> 3] & (1 << (pfn & 7)):
+            rec.add("cycle", pages, cur,
+                    f"node {pages}: page {cur - lru:#x} (PFN {pfn:#x}) "
+                    "was already passed: the list is cyclic")
+            break
+        seen[pfn >> 3] |= 1 << (pfn & 7)
+        try:
+            node = reader.node(pfn)  # type: ignore[attr-defined]
+        except FaultError:
+            rec.add("not_in_dump", pages, cur - lru,
+                    f"node {pages}: struct page {cur - lru:#x} (PFN {pfn:#x}) "
+                    "is not in the dump")
+            break
+        if node.prev != prev_node:
+            rec.add("prev_mismatch", pages, cur,
+                    f"node {pages}: lru.prev is {node.prev:#x}, "
+                    f"expected {prev_node:#x}")
+        if frames_per_page > 1 and pfn % frames_per_page:
+            rec.add("misaligned", pages, cur - lru,
+                    f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned")
+        if offline is not None:
+            if frames_per_page == 1:
+                bad = 0 if offline.is_offline(node.page_type or 0) else 1
+            else:
+                try:
+                    types = reader.page_types(pfn, frames_per_page)  # type: ignore[attr-defined]
+                except FaultError:
+                    types = set()
+                    rec.add("not_in_dump", pages, cur - lru,
+                            f"node {pages}: subpages of PFN {pfn:#x} are not in the dump")
+                bad = 0
+                if any(not offline.is_offline(t) for t in types):
+                    bad = sum(
+                        1
+                        for k in range(frames_per_page)
+                        if not offline.is_offline(
+                            reader.node(pfn + k).page_type or 0  # type: ignore[attr-defined]
+                        )
+                    )
+            if bad:
+                not_offline += bad
+                rec.add("not_offline", pages, cur - lru,
+                        f"node {pages}: {bad} frame(s) at PFN {pfn:#x} "
+                        "not marked offline")
+        if expect_private is not None:
+            if node.private == expect_private:
+                private_matches += 1
+            elif node.private == 0:
+                private_zero += 1
+            else:
+                rec.add("bad_private", pages, cur - lru,
+                        f"node {pages}: private is {node.private:#x}, "
+                        f"expected {expect_private:#x} or 0")
+        pages += 1
+        prev_node = cur
+        cur = node.next
+        if progress is not None and not pages & 0xFFFF:
+            now = time.monotonic()
+            if now - tick > 0.5:
+                progress(pages)
+                tick = now
+
+    if expect_private is not None and private_matches and private_zero:
+        rec.add("bad_private", -1, 0,
+                f"{private_zero} page(s) have private 0 while {private_matches} "
+                "point to the balloon")
+    return ListWalk(
+        kind,
+        head,
+        frames_per_page,
+        pages,
+        complete,
+        offline is not None,
+        not_offline,
+        private_matches,
+        tuple(rec.findings),
+        rec.counts,
+    )
