@@ -518,23 +518,37 @@ class MockKernel:
         prog.add_memory_segment(STATS_ADDR, len(self.stats), reader(self.stats))
         prog.add_memory_segment(VMCOREINFO_ADDR, len(vmcoreinfo),
                                 reader(bytearray(vmcoreinfo)))
-        self._memmap_reader = reader(self.memmap)
-        self.missing: List[Tuple[int, int]] = []
+        if not hasattr(self, "missing"):
+            self.missing: List[Tuple[int, int]] = []
         self._add_memmap()
 
     def _add_memmap(self) -> None:
+        # The memory map as segments around the ranges missing from the
+        # "dump", so reads there fault the way drgn faults on a real dump.
         memmap = self.memmap
-        missing = self.missing
-
-        def read(address, count, offset, physical):
-            for start, end in missing:
-                if address < end and address + count > start:
-                    raise FaultError("mock: not in the dump", address)
-            return bytes(memmap[offset:offset + count])
-
-        self.prog.add_memory_segment(VMEMMAP, len(memmap), read)
+        start = VMEMMAP
+        end = VMEMMAP + len(memmap)
+        holes = sorted(self.missing)
+        pieces = []
+        cur = start
+        for lo, hi in holes:
+            if lo > cur:
+                pieces.append((cur, lo))
+            cur = max(cur, hi)
+        if cur < end:
+            pieces.append((cur, end))
+        for lo, hi in pieces:
+            def read(address, count, offset, physical, lo=lo):
+                base = lo - VMEMMAP + offset
+                return bytes(memmap[base:base + count])
+            self.prog.add_memory_segment(lo, hi - lo, read)
 
     def drop_pages(self, first_pfn: int, count: int = 1) -> None:
         """Make struct pages missing from the "dump" (reads fault)."""
         start = self.page_addr(first_pfn)
         self.missing.append((start, start + count * PAGE_STRUCT_SIZE))
+        # Segments cannot be removed from a Program: build a new one.
+        self.prog = Program(Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT
+                                     | PlatformFlags.IS_LITTLE_ENDIAN))
+        self._build_types()
+        self._register()
