@@ -99,6 +99,15 @@ def verify_balloon(
                 + f"), but balloon.size is {state.size_frames}",
             )
         )
+    for what, value in (("size", state.size_frames), ("target", state.target_frames)):
+        # Neither can exceed the guest's memory: the driver only balloons
+        # pages it allocated, and the host sets targets below the guest size.
+        if value > g.max_pfn:
+            findings.append(
+                Finding("implausible", "", -1, 0,
+                        f"balloon.{what} is {value} frames, more than the guest's "
+                        f"{g.max_pfn} (max_pfn): the balloon is corrupt")
+            )
     return Verification(
         tuple(walks), state.isolated_pages, frames, state.size_frames, tuple(findings)
     )

@@ -48,6 +48,7 @@ FINDING_KINDS: Dict[str, str] = {
     "misaligned": "a 2 MiB page does not start on a 512-frame boundary",
     "uninitialised": "a list head is NULL: the driver never initialised it",
     "size_mismatch": "the pages on the lists do not add up to balloon.size",
+    "implausible": "size or target is larger than the guest's memory",
     "moved": "the lists changed while they were walked (live kernel)",
 }
 
