@@ -1,0 +1,36 @@
+#!/bin/bash
+# Rebuild every committed sample from nothing on a fresh Debian 12 (bookworm) machine, as root:
+#     scripts/samples/build_all.sh            # all kernels, all samples
+#     scripts/samples/build_all.sh --large    # also the large benchmark sample (cache dir only)
+# Work and build trees go to $DRGN_BALLOON_CACHE (default /var/tmp/drgn-balloon-build).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/common.sh"
+mkdir -p "$CACHE/logs"
+
+if [ "${SKIP_APT:-}" != 1 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        build-essential bc flex bison libelf-dev libssl-dev xz-utils cpio kmod zstd \
+        python3 gdb qemu-system-x86 busybox-static binutils \
+        liblzo2-2 libdw1 libelf1 zlib1g libzstd1 libbz2-1.0 liblzma5 ca-certificates
+fi
+python3 -c 'import drgn' 2>/dev/null || echo "note: drgn is not importable; the drgn check of each sample will fail (pip install drgn)" >&2
+
+"$HERE/fetch_tools.sh"
+for v in 6.1 7.2 6.12 5.10; do
+    [ -f "$CACHE/kernels/$v/release" ] && [ "${REBUILD_KERNELS:-}" != 1 ] && continue
+    echo "== building kernel $v (log: $CACHE/logs/build-$v.log)"
+    "$HERE/build_kernel.sh" "$v" > "$CACHE/logs/build-$v.log" 2>&1
+done
+
+SAMPLES="6.1-4k 6.1-deflated 6.1-noresponse 6.1-notvmware 5.10-4k 6.12-4k 6.12-2m 7.2-4k"
+for s in $SAMPLES; do
+    echo "== sample $s (log: $CACHE/logs/sample-$s.log)"
+    python3 "$HERE/make_sample.py" "${s%%-*}" "${s#*-}" > "$CACHE/logs/sample-$s.log" 2>&1
+done
+if [ "${1:-}" = --large ]; then
+    echo "== large sample (log: $CACHE/logs/sample-6.12-large.log)"
+    python3 "$HERE/make_sample.py" 6.12 large > "$CACHE/logs/sample-6.12-large.log" 2>&1
+fi
+du -sh "$HERE/../../vmcore-samples"/*

@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Make one real vmw_balloon sample dump.
+
+Boots a kernel built by build_kernel.sh in QEMU (TCG) disguised as VMware, plays the
+VMware host from gdb (vmware_host_gdb.py) so that the unmodified vmw_balloon driver
+inflates, lets the guest print its ground truth, dumps the guest with QMP
+dump-guest-memory, compresses the dump with makedumpfile, checks it with drgn and
+stores it in vmcore-samples/<name>/ with a manifest.json.
+
+    make_sample.py 6.1 4k              -> vmcore-samples/6.1-4k/
+    make_sample.py 6.12 large          -> $CACHE/large/6.12-large/ (not for committing)
+
+Python 3 standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+CACHE = os.environ.get("DRGN_BALLOON_CACHE", "/var/tmp/drgn-balloon-build")
+
+# Capability bits (drivers/misc/vmw_balloon.c, enum vmwballoon_capabilities).
+CAP_BASIC = 1 << 1
+CAP_BATCHED = 1 << 2
+CAP_BATCHED_2M = 1 << 3
+CAP_64BIT_TARGET = 1 << 5
+
+SCENARIOS = {
+    "4k": {
+        "description": "VMware host grants basic+batched commands (no 2M); the balloon "
+                       "inflates to 40000 4 KiB frames.",
+        "vmware": True, "memory_mib": 512,
+        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+                 "targets": [40000], "grant_2m": False},
+    },
+    "2m": {
+        "description": "VMware host grants 2M pages too; it accepts 30 2 MiB pages and "
+                       "refuses further 2 MiB pages, so the driver falls back to 4 KiB "
+                       "pages: both the 2M list and the 4K list are non-empty. "
+                       "Target 30000 frames.",
+        "vmware": True, "memory_mib": 512,
+        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+                 "targets": [30000], "grant_2m": True, "max_2m_pages": 30},
+    },
+    "deflated": {
+        "description": "Inflated to 40000 4 KiB frames, then the host lowered the target "
+                       "to 25000 and the driver deflated to it.",
+        "vmware": True, "memory_mib": 512,
+        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+                 "targets": [40000, 25000], "grant_2m": False},
+    },
+    "noresponse": {
+        "description": "Disguised as VMware, vmw_balloon loaded, but the host never "
+                       "answers the balloon port (QEMU returns 0xffffffff): size 0, "
+                       "reset pending.",
+        "vmware": True, "memory_mib": 512, "host": None,
+    },
+    "notvmware": {
+        "description": "Plain QEMU guest, not VMware: vmw_balloon's init returns -ENODEV "
+                       "and the module is not loaded (vmw_vmci is).",
+        "vmware": False, "memory_mib": 512, "host": None,
+    },
+    "large": {
+        "description": "Benchmark sample (not committed): 6 GiB guest, target 1100000 "
+                       "frames, 2M granted, 1500 2 MiB pages accepted, the rest 4 KiB.",
+        "vmware": True, "memory_mib": 6144, "large": True,
+        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+                 "targets": [1100000], "grant_2m": True, "max_2m_pages": 1500},
+        "timeout": 1800,
+    },
+}
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ---------------------------------------------------------------------------- guest
+
+
+def build_initramfs(kdir, work):
+    root = os.path.join(work, "initramfs")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "bin"))
+    for d in ("proc", "sys", "dev", "tmp"):
+        os.makedirs(os.path.join(root, d))
+    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(root, "bin", "sh"))
+    shutil.copy(os.path.join(HERE, "guest_init.sh"), os.path.join(root, "init"))
+    os.chmod(os.path.join(root, "init"), 0o755)
+    for ko in ("vmw_vmci.ko", "vmw_balloon.ko"):
+        shutil.copy(os.path.join(kdir, ko), os.path.join(root, ko))
+    cpio = os.path.join(work, "initramfs.cpio")
+    names = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True,
+                           text=True).stdout
+    with open(cpio, "wb") as f:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names.encode(),
+                       stdout=f, check=True)
+    return cpio
+
+
+def find_in_sites(ko):
+    """Return [{function, offset_after}] for each `in (%dx),%eax` in the module."""
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", ko], check=True,
+                         capture_output=True, text=True).stdout
+    sites = []
+    func = None
+    func_start = 0
+    for line in out.splitlines():
+        m = re.match(r"^([0-9a-f]+) <([^>]+)>:$", line)
+        if m:
+            func_start, func = int(m.group(1), 16), m.group(2)
+            continue
+        m = re.match(r"^\s+([0-9a-f]+):\s+in\s+\(%dx\),%eax", line)
+        if m and func:
+            # inl (%dx),%eax is one byte (0xed): break on the next instruction.
+            sites.append({"function": func, "offset_after": int(m.group(1), 16) + 1 - func_start})
+    if not sites:
+        raise SystemExit("no `in (%dx),%eax` found in " + ko)
+    return sites
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class QMP:
+    def __init__(self, path, timeout=60):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.f = self.sock.makefile("rw")
+        json.loads(self.f.readline())  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise EOFError("QMP closed")
+            msg = json.loads(line)
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise RuntimeError("QMP %s: %s" % (name, msg["error"]))
+
+
+# ---------------------------------------------------------------------- ground truth
+
+
+def sections(text):
+    out = {}
+    for m in re.finditer(r"@@BEGIN (\S+)@@\n(.*?)@@END \1@@", text, re.S):
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def parse_vmmemctl(raw):
+    parsed = {}
+    for line in raw.splitlines():
+        if ":" not in line:
+            continue
+        key, val = line.split(":", 1)
+        # "alloc             (4k)" -> "alloc(4k)"
+        key, val = re.sub(r"\s+\(", "(", key.strip()), val.strip()
+        # "target" names both the balloon target and the GET_TARGET command statistics
+        # line that follows it: a repeated key gets the suffix "_cmd".
+        if key in parsed:
+            key += "_cmd"
+        m = re.match(r"^(\S+)\s+\((\d+) failed\)$", val)
+        if m:
+            parsed[key] = int(m.group(1), 0)
+            parsed[key + "_failed"] = int(m.group(2))
+            continue
+        try:
+            parsed[key] = int(val, 0)
+        except ValueError:
+            parsed[key] = val
+    return parsed
+
+
+def parse_meminfo(raw):
+    parsed = {}
+    for line in raw.splitlines():
+        m = re.match(r"^([^:]+):\s+(\d+)", line)
+        if m:
+            parsed[m.group(1)] = int(m.group(2))
+    return parsed
+
+
+def parse_vmstat(raw):
+    parsed = {}
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            parsed[parts[0]] = int(parts[1])
+    return parsed
+
+
+def ground_truth(data):
+    sec = sections(data)
+    vm = sec.get("vmmemctl", "")
+    return {
+        "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)} if vm.strip() else None,
+        "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
+        "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
+        "module_sections": {l.split()[0]: l.split()[1]
+                            for l in sec.get("module_sections", "").splitlines() if l.strip()},
+        "uname_r": sec["uname_r"].strip(),
+    }, sec.get("lsmod", "")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def wait_for(path, marker, timeout, procs):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                text = f.read().decode(errors="replace").replace("\r", "")
+            if marker in text:
+                return text
+        for p in procs:
+            if p.poll() is not None:
+                raise SystemExit("%s exited early (rc %s)" % (p.args[0], p.returncode))
+        time.sleep(0.5)
+    raise SystemExit("timed out waiting for %s in %s" % (marker, path))
+
+
+def stop(proc, timeout=30):
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def fix_qemu_elf(path):
+    """Move QEMU 7.2's ELF program headers to right after the ELF header.
+
+    QEMU 7.2's dump-guest-memory writes the section headers at offset 64 and the program
+    headers after them (and e_ehsize 8).  makedumpfile reads program headers at
+    sizeof(Elf64_Ehdr) regardless of e_phoff ("Can't get the number of PT_LOAD"), so we
+    copy them to offset 64 and drop the (empty) section header table.
+    """
+    with open(path, "r+b") as f:
+        eh = bytearray(f.read(64))
+        assert eh[:4] == b"\x7fELF" and eh[4] == 2, "not an ELF64 file"
+        phoff = int.from_bytes(eh[32:40], "little")
+        phentsize = int.from_bytes(eh[54:56], "little")
+        phnum = int.from_bytes(eh[56:58], "little")
+        if phoff == 64 and int.from_bytes(eh[52:54], "little") == 64:
+            return False
+        if phnum == 0xFFFF:
+            raise SystemExit("ELF with PN_XNUM program headers: not handled")
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+        first_data = min(int.from_bytes(ph[i * phentsize + 8:i * phentsize + 16], "little")
+                         for i in range(phnum))
+        if 64 + len(ph) > first_data:
+            raise SystemExit("no room to move the program headers")
+        eh[32:40] = (64).to_bytes(8, "little")  # e_phoff
+        eh[40:48] = (0).to_bytes(8, "little")  # e_shoff
+        eh[52:54] = (64).to_bytes(2, "little")  # e_ehsize
+        eh[58:60] = (0).to_bytes(2, "little")  # e_shentsize
+        eh[60:62] = (0).to_bytes(2, "little")  # e_shnum
+        eh[62:64] = (0).to_bytes(2, "little")  # e_shstrndx
+        f.seek(0)
+        f.write(bytes(eh) + ph)
+    return True
+
+
+def makedumpfile_bin():
+    tool = os.path.join(CACHE, "tools", "makedumpfile")
+    if not os.path.exists(tool):
+        run([os.path.join(HERE, "fetch_tools.sh")])
+    ver = subprocess.run([tool, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    m = re.search(r"version (\S+)", ver)
+    return tool, "makedumpfile " + (m.group(1) if m else "?")
+
+
+def drgn_check(vmcore, vmlinux, ko, loaded):
+    """Open the sample in drgn and walk what the report reads; returns a summary dict."""
+    code = r'''
+import json, sys, drgn
+from drgn.helpers.linux.list import list_for_each_entry
+vmcore, vmlinux, ko, loaded = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+prog = drgn.Program()
+prog.set_core_dump(vmcore)
+files = [vmlinux, ko] if loaded else [vmlinux]
+try:
+    prog.load_debug_info(files)
+except drgn.MissingDebugInfoError as e:
+    print("MissingDebugInfoError:", e, file=sys.stderr)
+r = {"release": prog["UTS_RELEASE"].string_().decode(),
+     "totalram_pages": prog["_totalram_pages"].counter.value_()}
+if loaded:
+    b = prog.object("balloon", filename="vmw_balloon.c")
+    r["size"] = b.size.counter.value_()
+    r["target"] = b.target.value_()
+    r["reset_required"] = bool(b.reset_required)
+    n4k = 0
+    for page in list_for_each_entry("struct page", b.b_dev_info.pages.address_of_(), "lru"):
+        page.flags.value_()
+        n4k += 1
+    n2m = 0
+    for page in list_for_each_entry("struct page", b.huge_pages.address_of_(), "lru"):
+        page.flags.value_()
+        n2m += 1
+    r["pages_4k"] = n4k
+    r["pages_2m"] = n2m
+    try:
+        r["isolated_pages"] = b.b_dev_info.isolated_pages.value_()
+    except (AttributeError, LookupError):
+        pass
+print(json.dumps(r))
+'''
+    p = subprocess.run([sys.executable, "-c", code, vmcore, vmlinux, ko, "1" if loaded else "0"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("drgn check failed:\n" + p.stdout + p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr.strip()
+
+
+def store_kernel(kdir, release, samples_root):
+    dest = os.path.join(samples_root, "kernels", release)
+    os.makedirs(dest, exist_ok=True)
+    jobs = [("vmlinux", "vmlinux.xz"), ("vmw_balloon.ko", "vmw_balloon.ko.xz"),
+            ("config", "config.xz")]
+    for src, name in jobs:
+        out = os.path.join(dest, name)
+        if os.path.exists(out):
+            continue
+        path = os.path.join(kdir, src)
+        if src == "vmlinux":
+            # Keep symbols and debug info only: drgn reads code and data from the core.
+            dbg = os.path.join(kdir, "vmlinux.debug")
+            run(["objcopy", "--only-keep-debug", path, dbg])
+            path = dbg
+        log("xz -9 %s -> %s" % (path, out))
+        with open(path, "rb") as f, open(out + ".tmp", "wb") as g:
+            subprocess.run(["xz", "-9", "-T2", "-c"], stdin=f, stdout=g, check=True)
+        os.replace(out + ".tmp", out)
+    return dest
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kernel", help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2)")
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    ap.add_argument("--out", help="samples root (default: vmcore-samples/ of the repo; "
+                                  "$CACHE/large for the large scenario)")
+    ap.add_argument("--dump-level", type=int, default=31)
+    ap.add_argument("--keep-elf", action="store_true", help="keep QEMU's ELF dump")
+    args = ap.parse_args()
+
+    t_start = time.time()
+    sc = SCENARIOS[args.scenario]
+    name = "%s-%s" % (args.kernel, args.scenario)
+    kdir = os.path.join(CACHE, "kernels", args.kernel)
+    for f in ("bzImage", "vmlinux", "vmw_balloon.ko", "vmw_vmci.ko", "config", "release"):
+        if not os.path.exists(os.path.join(kdir, f)):
+            raise SystemExit("missing %s/%s: run build_kernel.sh %s" % (kdir, f, args.kernel))
+    release = open(os.path.join(kdir, "release")).read().strip()
+    samples_root = args.out or (os.path.join(CACHE, "large") if sc.get("large")
+                                else os.path.join(REPO, "vmcore-samples"))
+    work = os.path.join(CACHE, "work", name)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    mdf, mdf_version = makedumpfile_bin()
+
+    cpio = build_initramfs(kdir, work)
+    host = sc["host"]
+    data_log = os.path.join(work, "data.log")
+    console_log = os.path.join(work, "console.log")
+    qmp_sock = os.path.join(work, "qmp.sock")
+    gdb_port = free_port() if host else None
+    append = ["console=ttyS0", "loglevel=6", "panic=-1", "nokaslr", "qemu_fw_cfg.ioport=12@0x510:0:1:4",
+              "sample_timeout=%d" % sc.get("timeout", 300)]
+    if host:
+        append.append("sample_target=%d" % host["targets"][-1])
+    qemu = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none",
+            "-no-reboot", "-m", str(sc["memory_mib"]), "-smp", "1"]
+    if sc["vmware"]:
+        qemu += ["-machine", "pc,vmport=on", "-cpu", "qemu64,-hypervisor",
+                 "-smbios", "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform,"
+                            "serial=VMware-42 1d 5e 2f 6a 7b 8c 9d-0e 1f 2a 3b 4c 5d 6e 7f"]
+    else:
+        qemu += ["-machine", "pc", "-cpu", "qemu64"]
+    qemu += ["-device", "vmcoreinfo",
+             "-kernel", os.path.join(kdir, "bzImage"), "-initrd", cpio,
+             "-append", " ".join(append),
+             "-serial", "file:" + console_log, "-serial", "file:" + data_log,
+             "-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
+    if host:
+        qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port, "-S"]
+
+    gdbp = None
+    host_cfg = None
+    qemu_p = subprocess.Popen(qemu, stdin=subprocess.DEVNULL,
+                              stdout=open(os.path.join(work, "qemu.out"), "w"),
+                              stderr=subprocess.STDOUT)
+    log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
+    try:
+        if host:
+            host_cfg = {
+                "log": os.path.join(work, "host.log"),
+                "state_file": os.path.join(work, "host_state.json"),
+                "sites_file": os.path.join(work, "host_sites.json"),
+                "gdb_address": "127.0.0.1:%d" % gdb_port,
+                "in_sites": find_in_sites(os.path.join(kdir, "vmw_balloon.ko")),
+                "host": {"capabilities": hex(host["capabilities"]),
+                         "targets": host["targets"],
+                         "max_2m_pages": host.get("max_2m_pages"),
+                         "start_delay_polls": host.get("start_delay_polls", 2)},
+            }
+            cfg_path = os.path.join(work, "host_cfg.json")
+            with open(cfg_path, "w") as f:
+                json.dump(host_cfg, f, indent=1)
+            time.sleep(1)
+            gdbp = subprocess.Popen(
+                ["gdb", "-batch", "-nx", "-ex", "set auto-load off",
+                 "-ex", "file " + os.path.join(kdir, "vmlinux"),
+                 "-x", os.path.join(HERE, "vmware_host_gdb.py")],
+                env=dict(os.environ, VMW_HOST_CONFIG=cfg_path), stdin=subprocess.DEVNULL,
+                stdout=open(os.path.join(work, "gdb.out"), "w"), stderr=subprocess.STDOUT)
+            log("gdb pid %d" % gdbp.pid)
+        procs = [qemu_p] + ([gdbp] if gdbp else [])
+        data = wait_for(data_log, "@@SAMPLE-READY@@", sc.get("timeout", 300) + 300, procs)
+        log("guest ready")
+        elf = os.path.join(work, "vmcore.elf")
+        qmp = QMP(qmp_sock)
+        t0 = time.time()
+        qmp.cmd("dump-guest-memory", paging=False, protocol="file:" + elf)
+        log("dump-guest-memory: %d MB in %.1f s" % (os.path.getsize(elf) >> 20, time.time() - t0))
+        try:
+            qmp.cmd("quit")
+        except (EOFError, OSError):
+            pass
+    finally:
+        stop(qemu_p)
+        stop(gdbp)
+    if "@@WAIT-TIMEOUT@@" in data:
+        log("WARNING: the guest timed out waiting for the balloon target")
+
+    gt, lsmod = ground_truth(data)
+    loaded = "vmw_balloon " in lsmod
+    # makedumpfile: kdump-compressed, zlib.
+    kdump = os.path.join(work, "vmcore")
+    if fix_qemu_elf(elf):
+        log("moved the ELF program headers to offset 64 (QEMU 7.2 layout)")
+    t0 = time.time()
+    p = subprocess.run([mdf, "-c", "-d", str(args.dump_level), elf, kdump],
+                       capture_output=True, text=True)
+    sys.stdout.write(p.stdout + p.stderr)
+    if p.returncode != 0:
+        raise SystemExit("makedumpfile failed")
+    log("makedumpfile: %.1f MB in %.1f s" % (os.path.getsize(kdump) / 1e6, time.time() - t0))
+    if not args.keep_elf:
+        os.unlink(elf)
+
+    check, warnings = drgn_check(kdump, os.path.join(kdir, "vmlinux"),
+                                 os.path.join(kdir, "vmw_balloon.ko"), loaded)
+    log("drgn: %s" % check)
+    if warnings:
+        log("drgn warnings:\n" + warnings)
+    if loaded and gt["vmmemctl"]:
+        v = gt["vmmemctl"]["parsed"]
+        if (check["size"], check["target"]) != (v["current"], v["target"]):
+            log("WARNING: drgn size/target %s/%s != guest %s/%s" % (
+                check["size"], check["target"], v["current"], v["target"]))
+
+    host_state = None
+    if host_cfg and os.path.exists(host_cfg["state_file"]):
+        host_state = json.load(open(host_cfg["state_file"]))
+
+    kernels_dir = store_kernel(kdir, release, samples_root)
+    sample_dir = os.path.join(samples_root, name)
+    os.makedirs(sample_dir, exist_ok=True)
+    shutil.copy(kdump, os.path.join(sample_dir, "vmcore"))
+    os.chmod(os.path.join(sample_dir, "vmcore"), 0o644)
+    manifest = {
+        "name": name,
+        "description": sc["description"],
+        "kernel_release": release,
+        "kernel_dir": os.path.relpath(kernels_dir, sample_dir),
+        "debug_files": ["vmlinux.xz", "vmw_balloon.ko.xz"],
+        "vmware": sc["vmware"],
+        "balloon_module_loaded": loaded,
+        "host": None if host is None else {
+            "capabilities": hex(host["capabilities"]),
+            "targets": host["targets"],
+            "grant_2m": host["grant_2m"],
+            "max_2m_pages": host.get("max_2m_pages"),
+            "start_delay_polls": host.get("start_delay_polls", 2),
+            "answered": {k: host_state[k] for k in (
+                "commands", "size", "accepted_4k", "accepted_2m", "refused_2m",
+                "unlocked_4k", "unlocked_2m", "double_hits")} if host_state else None,
+        },
+        "qemu_cmdline": qemu,
+        "memory_mib": sc["memory_mib"],
+        "dump": {"tool": mdf_version, "dump_level": args.dump_level,
+                 "format": "kdump-compressed (zlib)"},
+        "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "build_seconds": int(time.time() - t_start),
+        "ground_truth": gt,
+    }
+    with open(os.path.join(sample_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    shutil.copy(console_log, os.path.join(work, "console.saved.log"))
+    log("sample %s: %s (%.1f MB), drgn check %s" % (
+        name, sample_dir, os.path.getsize(os.path.join(sample_dir, "vmcore")) / 1e6, check))
+
+
+if __name__ == "__main__":
+    main()
