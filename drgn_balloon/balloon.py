@@ -11,6 +11,7 @@ size, the shrinker setting and the driver's own statistics.
 
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import drgn
 from drgn import FaultError, FindObjectFlags, Object, Program, TypeKind
 
 from .debuginfo import load_module_debug_info
@@ -159,7 +160,20 @@ def find_balloon(
     :raises NoBalloonDriver: no balloon driver is loaded or built in.
     :raises NotVMware: no driver, and the kernel did not detect VMware.
     :raises MissingDebugInfo: the module is loaded, its debug info is not.
+    :raises Unreadable: the module list is not in the dump.
     """
+    try:
+        return _find_balloon(prog, debug_files)
+    except FaultError as e:
+        raise Unreadable(
+            "cannot read the kernel's module list from the dump (is the dump "
+            f"truncated or incomplete?): {e}"
+        )
+
+
+def _find_balloon(
+    prog: Program, debug_files: Sequence[str] = ()
+) -> Tuple[str, Optional[ModuleInfo], Object]:
     found = _try_find(prog)
     if found is not None:
         driver, obj = found
@@ -204,9 +218,17 @@ def _int(obj: Object) -> int:
     return obj.value_()
 
 
+# An optimized-out variable is an absent object (drgn >= 0.0.25).
+_ABSENT: Tuple[type, ...] = tuple(
+    e for e in (getattr(drgn, "ObjectAbsentError", None),) if e is not None
+)
+
+
 def _string_array(prog: Program, name: str, filename: str) -> Optional[List[Optional[str]]]:
     try:
         array = _object(prog, name, filename)
+        if getattr(array, "absent_", False):
+            return None
         length = array.type_.length
         if length is None:
             return None
@@ -219,7 +241,7 @@ def _string_array(prog: Program, name: str, filename: str) -> Optional[List[Opti
                 else None
             )
         return out
-    except (LookupError, FaultError, AttributeError, TypeError):
+    except (LookupError, FaultError, AttributeError, TypeError) + _ABSENT:
         return None
 
 

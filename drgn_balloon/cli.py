@@ -69,6 +69,7 @@ def run_report(prog: object, args: argparse.Namespace) -> int:
     from .render import render_json, render_text
     from .report import balloon_report
 
+    _check_dump_whole(prog)
     _check_kernel_debug_info(prog)
     progress = _progress_printer()
     report = balloon_report(
@@ -86,6 +87,17 @@ def run_report(prog: object, args: argparse.Namespace) -> int:
     if report.findings:
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _check_dump_whole(prog: object) -> None:
+    from .debuginfo import core_dump_path
+    from .dumpfile import truncation
+
+    path = core_dump_path(prog)  # type: ignore[arg-type]
+    if path and os.path.isfile(path):
+        problem = truncation(path)
+        if problem:
+            raise BadDump(problem)
 
 
 def _check_kernel_debug_info(prog: object) -> None:
@@ -157,7 +169,7 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             raise BadDump(f"cannot open {vmcore}: {e.strerror}")
         try:
             prog.set_core_dump(vmcore)
-        except (OSError, ValueError, drgn.Error) as e:
+        except Exception as e:  # ValueError, OSError, drgn's own errors
             raise BadDump(f"{vmcore} is not a kernel dump drgn can read: {e}")
     else:
         if os.geteuid() != 0:
@@ -167,15 +179,24 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             )
         try:
             prog.set_kernel()
-        except (OSError, ValueError, drgn.Error) as e:
+        except Exception as e:
             raise BadDump(f"cannot open the live kernel: {e}")
     paths = [p for p in symbols if not os.path.isdir(p)]
+    # drgn logs a warning for every module without debug info; only vmlinux
+    # and the balloon module matter, and run_report() says so in one line.
+    import logging
+
+    logger = logging.getLogger("drgn")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         prog.load_debug_info(paths, default=True, main=True)
     except drgn.MissingDebugInfoError:
-        pass  # judged below: what matters is vmlinux and the balloon module
-    except (OSError, ValueError, drgn.Error) as e:
+        pass  # judged in run_report()
+    except Exception as e:
         raise MissingDebugInfo(f"cannot load debug info: {e}")
+    finally:
+        logger.setLevel(level)
     return prog
 
 

@@ -54,7 +54,7 @@ def candidate_paths(prog: Program, name: str, extra: Sequence[str] = ()) -> List
     for path in extra:
         if os.path.isdir(path):
             paths.extend(os.path.join(path, n) for n in names)
-        else:
+        elif os.path.basename(path).startswith(name):
             paths.append(path)
     core = core_dump_path(prog)
     if core:

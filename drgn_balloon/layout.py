@@ -45,6 +45,11 @@ class Era(NamedTuple):
     #: Whether ``stats`` is a pointer (``NULL`` until debugfs is read).
     stats_pointer: bool
 
+    @property
+    def dev_info(self) -> bool:
+        """Whether the balloon uses balloon compaction (v5.3+)."""
+        return self.list_4k.startswith("b_dev_info")
+
 
 ERAS = {
     # shared/docs/kernel-layouts.md §1.A0, torvalds/linux

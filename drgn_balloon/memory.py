@@ -110,10 +110,53 @@ def _totalram(prog: Program) -> int:
 
 
 def _buffers(prog: Program) -> Optional[int]:
+    # nr_blockdev_pages(): the page cache of the block devices' inodes.
+    try:
+        sb = prog["blockdev_superblock"]
+    except (KeyError, LookupError):
+        try:
+            prog["all_bdevs"]  # before v5.9 the same came from all_bdevs
+        except (KeyError, LookupError):
+            return 0  # no CONFIG_BLOCK: nr_blockdev_pages() is 0
+        sb = None
     try:
         from drgn.helpers.linux.block import nr_blockdev_pages
 
         return int(nr_blockdev_pages(prog))
+    except ImportError:
+        pass
+    except (LookupError, FaultError, AttributeError, TypeError):
+        return None
+    if sb is None:
+        return None
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    total = 0
+    try:
+        inodes = sb.s_inodes.address_of_()
+        for n, inode in enumerate(
+            list_for_each_entry("struct inode", inodes, "i_sb_list")
+        ):
+            total += inode.i_mapping.nrpages.value_()
+            if n > 1_000_000:
+                return None
+    except FaultError:
+        return None
+    return total
+
+
+def _swapcached(prog: Program) -> Optional[int]:
+    value = _vm_stat(prog, "NR_SWAPCACHE")  # v5.12+, with CONFIG_SWAP
+    if value is not None:
+        return value
+    try:
+        prog["swapper_spaces"]
+    except (KeyError, LookupError):
+        return 0  # no CONFIG_SWAP: total_swapcache_pages() is 0
+    try:
+        from drgn.helpers.linux.swap import total_swapcache_pages
+
+        return int(total_swapcache_pages(prog))
     except (ImportError, LookupError, FaultError, AttributeError, TypeError):
         return None
 
@@ -144,7 +187,7 @@ def _hugetlb(prog: Program) -> Optional[int]:
         hstates = prog["hstates"]
         count = prog["hugetlb_max_hstate"].value_()
     except (KeyError, LookupError):
-        return None
+        return 0  # no CONFIG_HUGETLB_PAGE: no huge pages
     total = 0
     for i in range(count):
         h = hstates[i]
@@ -214,7 +257,7 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
     """
     buffers = _buffers(prog)
     file_pages = _vm_stat(prog, "NR_FILE_PAGES")
-    swapcached = _vm_stat(prog, "NR_SWAPCACHE")  # v5.12+
+    swapcached = _swapcached(prog)
     cached = None
     if file_pages is not None:
         cached = max(file_pages - (swapcached or 0) - (buffers or 0), 0)

@@ -45,17 +45,24 @@ def _vmcoreinfo(prog: Program) -> bytes:
         return b""
 
 
-def offline_rule(prog: Program) -> Optional[OfflineRule]:
+def offline_rule(prog: Program, compaction_era: bool = False) -> Optional[OfflineRule]:
     """
-    Return how this kernel marks pages offline, or ``None`` if it does not.
+    Return how this kernel marks ballooned pages offline, or ``None`` if it
+    does not.
 
     Linux kernel commit ca215086b14b ("mm: convert PG_balloon to PG_offline")
-    (in v5.0) introduced the offline page type, and the same series exported
-    it to VMCOREINFO ("kexec: export PG_offline to VMCOREINFO") and made
-    vmw_balloon set it on every ballooned page (kernel-layouts.md §1.C2). So a
-    kernel whose VMCOREINFO lacks ``PAGE_OFFLINE_MAPCOUNT_VALUE`` does not mark
-    balloon pages, and ``None`` is returned. Since v6.10 page types live in the
-    top byte of ``page_type`` and the number is ``PGTY_offline << 24``.
+    (in v5.0) introduced the offline page type; the same series made
+    vmw_balloon set it on every ballooned page and exported it to VMCOREINFO
+    ("kexec: export PG_offline to VMCOREINFO"), kernel-layouts.md §1.C2.
+    Since v6.10 page types live in the top byte of ``page_type``
+    (``PGTY_offline``, in the debug info).
+
+    Until v6.10 the VMCOREINFO number is only exported with
+    ``CONFIG_HUGETLB_PAGE`` (kernel/crash_core.c in v5.10 and v6.1), so a
+    kernel without hugetlbfs lacks it. *compaction_era* says that the balloon
+    itself is of v5.3 or later (balloon compaction, which came after v5.0):
+    then the v5.0 to v6.9 encoding applies, ``PG_offline`` = ``0x100``
+    (include/linux/page-flags.h, unchanged from v5.0 to v6.9).
     """
     try:
         pgty = prog["PGTY_offline"]
@@ -64,14 +71,18 @@ def offline_rule(prog: Program) -> Optional[OfflineRule]:
     if pgty is not None:
         return OfflineRule("pgty", pgty.value_(), "enum pagetype PGTY_offline")
     match = _VMCOREINFO_OFFLINE.search(_vmcoreinfo(prog))
-    if not match:
-        return None
-    value = int(match.group(1)) & 0xFFFFFFFF
-    if value & 0xFFFFFF == 0:
-        return OfflineRule("pgty", value >> 24, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE")
-    return OfflineRule(
-        "mask", ~value & 0xFFFFFFFF, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE"
-    )
+    if match:
+        value = int(match.group(1)) & 0xFFFFFFFF
+        if value & 0xFFFFFF == 0:
+            return OfflineRule(
+                "pgty", value >> 24, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE"
+            )
+        return OfflineRule(
+            "mask", ~value & 0xFFFFFFFF, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE"
+        )
+    if compaction_era:
+        return OfflineRule("mask", 0x100, "PG_offline of v5.0 to v6.9")
+    return None
 
 
 class PageGeometry(NamedTuple):
@@ -122,9 +133,11 @@ def _page0(prog: Program) -> int:
     return mem_map - offset * sizeof(prog.type("struct page"))
 
 
-def page_geometry(prog: Program) -> PageGeometry:
+def page_geometry(prog: Program, compaction_era: bool = False) -> PageGeometry:
     """
     Describe the memory map of a kernel.
+
+    :param compaction_era: see :func:`offline_rule`.
 
     :raises LookupError: if ``struct page`` or the memory map is unknown.
     """
@@ -144,6 +157,6 @@ def page_geometry(prog: Program) -> PageGeometry:
         lru=offsetof(page_type, "lru"),
         private=offsetof(page_type, "private"),
         page_type=offset,
-        offline=offline_rule(prog) if offset is not None else None,
+        offline=offline_rule(prog, compaction_era) if offset is not None else None,
     )
 

@@ -147,8 +147,12 @@ def for_each_loaded_module(prog: Program) -> Iterator[Object]:
 
 
 def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:
-    """Find a loaded module by name, or return ``None``."""
-    try:
+    """
+    Find a loaded module by name, or return ``None``.
+
+    :raises FaultError: if the module list is not in the dump.
+    """
+    if True:
         for mod in for_each_loaded_module(prog):
             if mod.name.string_().decode("utf-8", "replace") == name:
                 version = srcversion = None
@@ -158,6 +162,4 @@ def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:
                 except (AttributeError, LookupError):
                     pass
                 return ModuleInfo(name, mod, version, srcversion)
-    except FaultError:
-        return None
     return None

@@ -62,7 +62,9 @@ def verify_balloon(
         per page, the slow reference).
     :param progress: called with (list kind, pages walked) during long walks.
     """
-    g = geometry if geometry is not None else page_geometry(prog)
+    g = geometry
+    if g is None:
+        g = page_geometry(prog, compaction_era=state.era.dev_info)
     walks = []
     for entry in balloon_lists(state.balloon, state.era):
         reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)

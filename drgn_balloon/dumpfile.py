@@ -1,0 +1,100 @@
+"""
+Dump files
+----------
+
+The ``drgn_balloon.dumpfile`` module checks, before anything is read, that a
+dump file is whole. A truncated dump opens (its headers are at the start) but
+then fails on whatever page is missing, far from the cause; the check reads
+only headers and says so at once, the way crash reports a truncated vmcore.
+It reads the file and never writes to it.
+"""
+
+import os
+import struct
+from typing import Optional
+
+__all__ = ["truncation"]
+
+# makedumpfile's diskdump_mod.h: struct disk_dump_header on 64-bit hosts.
+_KDUMP_SIGNATURE = b"KDUMP   "
+_KDUMP_BLOCK_SIZE_OFFSET = 428  # block_size, sub_hdr_size, bitmap_blocks
+_PAGE_DESC = struct.Struct("<qIIQ")  # offset, size, flags, page_flags
+
+
+def _elf_end(f, size: int) -> Optional[int]:
+    head = f.read(64)
+    if len(head) < 64 or head[4] != 2 or head[5] != 1:  # ELFCLASS64, little endian
+        return None
+    phoff = struct.unpack_from("<Q", head, 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    if phoff + phentsize * phnum > size:
+        return phoff + phentsize * phnum
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    end = 0
+    for i in range(phnum):
+        _, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        end = max(end, offset + filesz)
+    return end
+
+
+def _popcount(data: bytes) -> int:
+    return int.from_bytes(data, "little").bit_count() if hasattr(int, "bit_count") \
+        else bin(int.from_bytes(data, "little")).count("1")
+
+
+def _kdump_end(f, size: int) -> Optional[int]:
+    f.seek(_KDUMP_BLOCK_SIZE_OFFSET)
+    block_size, sub_hdr_size, bitmap_blocks = struct.unpack("<iiI", f.read(12))
+    if block_size <= 0 or sub_hdr_size < 0:
+        return None
+    bitmap_start = (1 + sub_hdr_size) * block_size
+    bitmap_len = bitmap_blocks * block_size
+    if bitmap_start + bitmap_len > size:
+        return bitmap_start + bitmap_len
+    # The second half of the bitmap marks the pages that were dumped; one
+    # page descriptor follows the bitmaps for each of them.
+    f.seek(bitmap_start + bitmap_len // 2)
+    dumped = 0
+    remaining = bitmap_len // 2
+    while remaining:
+        chunk = f.read(min(remaining, 1 << 20))
+        if not chunk:
+            return bitmap_start + bitmap_len
+        dumped += _popcount(chunk)
+        remaining -= len(chunk)
+    descs = bitmap_start + bitmap_len
+    table_end = descs + dumped * _PAGE_DESC.size
+    if table_end > size:
+        return table_end
+    last = max(dumped - 64, 0)
+    f.seek(descs + last * _PAGE_DESC.size)
+    data = f.read((dumped - last) * _PAGE_DESC.size)
+    end = table_end
+    for offset, length, _, _ in _PAGE_DESC.iter_unpack(data):
+        end = max(end, offset + length)
+    return end
+
+
+def truncation(path: str) -> Optional[str]:
+    """
+    Say why *path* is truncated, or return ``None`` if it is whole (or of a
+    format this check does not know, which drgn then judges alone).
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            magic = f.read(8)
+            f.seek(0)
+            if magic[:4] == b"\x7fELF":
+                end = _elf_end(f, size)
+            elif magic == _KDUMP_SIGNATURE:
+                end = _kdump_end(f, size)
+            else:
+                return None
+    except (OSError, struct.error):
+        return None
+    if end is not None and end > size:
+        return (f"{path} is truncated: it is {size:,} bytes, but its own headers "
+                f"need at least {end:,}")
+    return None
