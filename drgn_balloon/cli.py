@@ -167,6 +167,13 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
                 pass
         except OSError as e:
             raise BadDump(f"cannot open {vmcore}: {e.strerror}")
+        from .dumpfile import truncation
+
+        # Before drgn opens it: libkdumpfile dies of SIGBUS on a kdump file
+        # cut inside its headers.
+        problem = truncation(vmcore)
+        if problem:
+            raise BadDump(problem)
         try:
             prog.set_core_dump(vmcore)
         except Exception as e:  # ValueError, OSError, drgn's own errors
@@ -215,6 +222,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+
+    if args.vmcore:
+        # Module debug info next to the vmcore, as the user named it (drgn
+        # may know the vmcore by its resolved path only).
+        here = os.path.dirname(os.path.abspath(args.vmcore))
+        args.symbols += [here, os.path.join(here, "debug")]
 
     def run() -> int:
         prog = _open_program(args.vmcore, args.symbols)
