@@ -162,6 +162,9 @@ def _swapcached(prog: Program) -> Optional[int]:
 
 
 def _vmalloc(prog: Program) -> Optional[int]:
+    value = _vm_stat(prog, "NR_VMALLOC")  # a node counter in v7.x
+    if value is not None:
+        return value
     for name in ("nr_vmalloc_pages", "vmap_area_pages"):
         try:
             obj = prog[name]

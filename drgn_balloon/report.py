@@ -107,20 +107,19 @@ def verdict(state: BalloonState, memory: MemoryAccounting,
                      "counter, and it is not the balloon's.")
         return text
     text = (f"The VMware balloon holds {_human(size * 4096)} "
-            f"({size:,} frames, {how})")
+            f"({size:,} frames, {how}).")
     counted = _counted_in_balloon_line(state, memory, verification)
     hidden = size - counted
     if counted:
-        text += (f"; /proc/meminfo's Balloon: line counts {counted:,} of those "
-                 "frames")
-    if unaccounted and hidden:
+        text += (f" /proc/meminfo's Balloon: line counts "
+                 + ("all of them." if not hidden else f"{counted:,} of those frames."))
+    if hidden and unaccounted:
         share = min(hidden * 4096, unaccounted * page) / (unaccounted * page)
-        text += (f"; that is {share:.0%} of the {_human(unaccounted * page)} "
-                 "that no counter explains.")
-    elif hidden:
-        text += "; no memory is left unexplained by the kernel's counters."
-    else:
-        text += "."
+        text += (f" {'The rest' if counted else 'That'} is {share:.0%} of the "
+                 f"{_human(unaccounted * page)} that no counter explains.")
+    elif unaccounted:
+        text += (f" The {_human(unaccounted * page)} that no counter explains "
+                 "is not the balloon's.")
     text += (" This is expected on an overcommitted ESX host: the hypervisor "
              "reclaimed this memory from the guest through the balloon, and it "
              "comes back when the host lowers the target (see Red Hat solution "
