@@ -17,7 +17,10 @@ T0=$(date +%s)
 if [ ! -f "$SRC/Makefile" ]; then
     tarball=/usr/src/linux-source-$VER.tar.xz
     if [ ! -f "$tarball" ]; then
-        deb=$(find_or_fetch_deb "linux-source-$VER")
+        case $VER in
+            5.10) suite=bullseye ;; 6.1) suite=bookworm ;; 6.12) suite=trixie ;; *) suite=sid ;;
+        esac
+        deb=$(find_or_fetch_deb "linux-source-$VER" $suite)
         echo "using $deb"
         rm -rf "$CACHE/src/deb-$VER"
         dpkg-deb -x "$deb" "$CACHE/src/deb-$VER"

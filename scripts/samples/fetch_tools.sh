@@ -9,14 +9,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 T=$CACHE/tools
 mkdir -p "$T" "$CACHE/debs"
 if [ ! -x "$T/makedumpfile" ] || ! "$T/makedumpfile" -v >/dev/null 2>&1; then
-    mdf=$(find_or_fetch_deb makedumpfile)
+    mdf=$(find_or_fetch_deb makedumpfile sid)
     case $mdf in *1.7.8*) ;; *) echo "warning: $mdf is not 1.7.8" >&2 ;; esac
-    libc=$(ls $CACHE/debs/libc6_2.4*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
-    if [ -z "$libc" ]; then
-        aptx_update
-        (cd "$CACHE/debs" && apt-get $APTX download libc6/trixie)
-        libc=$(ls $CACHE/debs/libc6_2.4*_amd64.deb | sort -V | tail -1)
-    fi
+    libc=$(find_or_fetch_deb libc6 trixie)
     rm -rf "$T/mdf" "$T/libc"
     dpkg-deb -x "$mdf" "$T/mdf"
     dpkg-deb -x "$libc" "$T/libc"
