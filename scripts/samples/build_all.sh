@@ -33,4 +33,5 @@ if [ "${1:-}" = --large ]; then
     echo "== large sample (log: $CACHE/logs/sample-6.12-large.log)"
     python3 "$HERE/make_sample.py" 6.12 large > "$CACHE/logs/sample-6.12-large.log" 2>&1
 fi
+python3 "$HERE/check_samples.py"
 du -sh "$HERE/../../vmcore-samples"/*

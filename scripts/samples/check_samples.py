@@ -47,7 +47,11 @@ def check(sample_dir):
         files = [f for f in files if not f.endswith(".ko")]
     prog = drgn.Program()
     prog.set_core_dump(os.path.join(sample_dir, "vmcore"))
-    prog.load_debug_info(files)
+    try:
+        prog.load_debug_info(files)
+    except drgn.MissingDebugInfoError as e:
+        # e.g. drgn 0.0.22 cannot find the loaded modules of kernels >= 6.4
+        raise RuntimeError("drgn %s: %s" % (drgn.__version__, e)) from e
     gt = manifest["ground_truth"]
     problems = []
     release = prog["UTS_RELEASE"].string_().decode()

@@ -16,6 +16,7 @@ Python 3 standard library only.
 import argparse
 import datetime
 import json
+import lzma
 import os
 import re
 import shutil
@@ -360,6 +361,26 @@ print(json.dumps(r))
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr.strip()
 
 
+def build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    return m.group(1) if m else None
+
+
+def same_build(xz_path, path, work):
+    """Whether the .xz file holds the same build as path (by GNU build ID or content)."""
+    tmp = os.path.join(work, "same_build.tmp")
+    with lzma.open(xz_path) as f, open(tmp, "wb") as g:
+        shutil.copyfileobj(f, g)
+    try:
+        a = build_id(tmp)
+        if a is not None:
+            return a == build_id(path)
+        return open(tmp, "rb").read() == open(path, "rb").read()
+    finally:
+        os.unlink(tmp)
+
+
 def store_kernel(kdir, release, samples_root):
     dest = os.path.join(samples_root, "kernels", release)
     os.makedirs(dest, exist_ok=True)
@@ -368,6 +389,11 @@ def store_kernel(kdir, release, samples_root):
     for src, name in jobs:
         out = os.path.join(dest, name)
         if os.path.exists(out):
+            continue
+        committed = os.path.join(REPO, "vmcore-samples", "kernels", release, name)
+        if (os.path.exists(committed) and os.path.abspath(committed) != os.path.abspath(out)
+                and same_build(committed, os.path.join(kdir, src), work)):
+            shutil.copy(committed, out)  # same kernel build: reuse the committed file
             continue
         path = os.path.join(kdir, src)
         if src == "vmlinux":
