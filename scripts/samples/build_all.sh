@@ -3,10 +3,14 @@
 #     scripts/samples/build_all.sh            # all kernels, all samples
 #     scripts/samples/build_all.sh --large    # also the large benchmark sample (cache dir only)
 # Work and build trees go to $DRGN_BALLOON_CACHE (default /var/tmp/drgn-balloon-build).
+# SAMPLES_OUT=dir writes the samples there instead of the repo's vmcore-samples/.
+# SKIP_APT=1 skips apt-get install; REBUILD_KERNELS=1 rebuilds kernels already built.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/common.sh"
 mkdir -p "$CACHE/logs"
+OUT=${SAMPLES_OUT:-$(cd "$HERE/../.." && pwd)/vmcore-samples}
+T0=$(date +%s)
 
 if [ "${SKIP_APT:-}" != 1 ]; then
     apt-get update -q
@@ -23,15 +27,17 @@ for v in 6.1 7.2 6.12 5.10; do
     echo "== building kernel $v (log: $CACHE/logs/build-$v.log)"
     "$HERE/build_kernel.sh" "$v" > "$CACHE/logs/build-$v.log" 2>&1
 done
+echo "kernels done after $(( $(date +%s) - T0 )) s"
 
 SAMPLES="6.1-4k 6.1-deflated 6.1-noresponse 6.1-notvmware 5.10-4k 6.12-4k 6.12-2m 7.2-4k"
 for s in $SAMPLES; do
     echo "== sample $s (log: $CACHE/logs/sample-$s.log)"
-    python3 "$HERE/make_sample.py" "${s%%-*}" "${s#*-}" > "$CACHE/logs/sample-$s.log" 2>&1
+    python3 "$HERE/make_sample.py" --out "$OUT" "${s%%-*}" "${s#*-}" > "$CACHE/logs/sample-$s.log" 2>&1
 done
 if [ "${1:-}" = --large ]; then
     echo "== large sample (log: $CACHE/logs/sample-6.12-large.log)"
     python3 "$HERE/make_sample.py" 6.12 large > "$CACHE/logs/sample-6.12-large.log" 2>&1
 fi
-python3 "$HERE/check_samples.py"
-du -sh "$HERE/../../vmcore-samples"/*
+python3 "$HERE/check_samples.py" $(for s in $SAMPLES; do echo "$OUT/$s"; done)
+du -sh "$OUT"/*
+echo "all done after $(( $(date +%s) - T0 )) s"
