@@ -80,8 +80,11 @@ def open_sample(name: str, load_module: bool = True) -> Any:
     files = debug_files(name)
     if not load_module:
         files = [f for f in files if not f.endswith(".ko")]
+    from .debuginfo import remember_core_dump_path
+
     prog = drgn.Program()
     prog.set_core_dump(vmcore(name))
+    remember_core_dump_path(prog, vmcore(name))
     try:
         prog.load_debug_info(files, default=False, main=True)
     except drgn.MissingDebugInfoError:

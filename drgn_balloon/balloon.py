@@ -14,7 +14,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import drgn
 from drgn import FaultError, FindObjectFlags, Object, Program, TypeKind
 
-from .debuginfo import load_module_debug_info
+from .debuginfo import load_module_debug_info, missing_error
 from .errors import MissingDebugInfo, NoBalloonDriver, NotVMware, Unreadable
 from .layout import Era, balloon_lists, detect_era
 from .system import ModuleInfo, find_loaded_module, hypervisor
@@ -138,12 +138,18 @@ def _object(prog: Program, name: str, filename: str) -> Object:
         return prog.object(name, FindObjectFlags.VARIABLE)
 
 
-def _try_find(prog: Program) -> Optional[Tuple[str, Object]]:
+def _try_find(prog: Program, relocated: bool = True) -> Optional[Tuple[str, Object]]:
+    # With relocated, only an object at a real address counts: old drgn
+    # (0.0.22) loads a given .ko even when that module is not loaded, or
+    # cannot relocate it (the v6.4 struct module_memory), and then places
+    # balloon at address 0.
     for driver, filename in DRIVERS:
         try:
-            return driver, _object(prog, "balloon", filename)
+            obj = _object(prog, "balloon", filename)
         except LookupError:
             continue
+        if not relocated or obj.address_:
+            return driver, obj
     return None
 
 
@@ -186,11 +192,13 @@ def _find_balloon(
         found = _try_find(prog)
         if found is not None:
             return found[0], module, found[1]
-        raise MissingDebugInfo(
-            f"{driver} is loaded but its debug info was not found"
-            + (f" (tried {', '.join(tried)})" if tried else "")
-            + f": pass -s /path/to/{driver}.ko built for this kernel"
-        )
+        if _try_find(prog, relocated=False) is not None:
+            raise MissingDebugInfo(
+                f"{driver}'s debug info was found, but drgn "
+                f"{getattr(drgn, '__version__', '?')} could not place it at the "
+                "module's address in this kernel: use a newer drgn"
+            )
+        raise missing_error(prog, driver, None, tried)
     if find_loaded_module(prog, "vmmemctl") is not None:
         raise NoBalloonDriver(
             "the out-of-tree vmmemctl module (VMware Tools) is loaded; its "

@@ -101,6 +101,10 @@ def _check_dump_whole(prog: object) -> None:
 
 
 def _check_kernel_debug_info(prog: object) -> None:
+    import re
+
+    from .pages import _vmcoreinfo
+
     try:
         prog.type("struct page")  # type: ignore[attr-defined]
     except LookupError:
@@ -109,6 +113,25 @@ def _check_kernel_debug_info(prog: object) -> None:
             "info package (e.g. linux-image-*-dbg, kernel-debuginfo) or pass "
             "-s /path/to/vmlinux"
         )
+    # The kernel wrote where init_uts_ns is into VMCOREINFO; debug info of
+    # another build puts it elsewhere. (New drgn also checks the build ID; old
+    # drgn takes any vmlinux.)
+    info = _vmcoreinfo(prog)  # type: ignore[arg-type]
+    match = re.search(rb"^SYMBOL\(init_uts_ns\)=([0-9a-f]+)$", info, re.M)
+    release = re.search(rb"^OSRELEASE=(.*)$", info, re.M)
+    if match:
+        expected = int(match.group(1), 16)
+        try:
+            actual = prog["init_uts_ns"].address_  # type: ignore[index]
+        except LookupError:
+            actual = None
+        if actual != expected:
+            raise MissingDebugInfo(
+                "the vmlinux debug info is of another kernel build than the dump "
+                f"(init_uts_ns at {actual or 0:#x}, the dump says {expected:#x}): "
+                "pass the vmlinux of kernel "
+                + (release.group(1).decode("ascii", "replace") if release else "?")
+            )
 
 
 def _one_line(message: str) -> str:
@@ -178,6 +201,9 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             prog.set_core_dump(vmcore)
         except Exception as e:  # ValueError, OSError, drgn's own errors
             raise BadDump(f"{vmcore} is not a kernel dump drgn can read: {e}")
+        from .debuginfo import remember_core_dump_path
+
+        remember_core_dump_path(prog, vmcore)
     else:
         if os.geteuid() != 0:
             raise NotRoot(

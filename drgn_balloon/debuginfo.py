@@ -11,18 +11,31 @@ looked.
 """
 
 import os
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from drgn import Program
 
 from .errors import MissingDebugInfo
 from .system import kernel_release
 
-__all__ = ["candidate_paths", "core_dump_path", "load_module_debug_info"]
+__all__ = [
+    "candidate_paths",
+    "core_dump_path",
+    "load_module_debug_info",
+    "missing_error",
+]
 
 #: The directories drgn's standard finder searches (drgn's
 #: ``docs/getting_debugging_symbols.rst``), for the error message.
 STANDARD_DEBUG_DIRECTORIES = ("/usr/lib/debug",)
+
+
+_CORE_PATHS: Dict[int, str] = {}
+
+
+def remember_core_dump_path(prog: Program, path: str) -> None:
+    """Note which file *prog* was opened from (for drgn < 0.1.0)."""
+    _CORE_PATHS[id(prog)] = path
 
 
 def core_dump_path(prog: Program) -> Optional[str]:
@@ -30,6 +43,8 @@ def core_dump_path(prog: Program) -> Optional[str]:
     path = getattr(prog, "core_dump_path", None)  # drgn >= 0.1.0
     if path:
         return str(path)
+    if id(prog) in _CORE_PATHS:
+        return _CORE_PATHS[id(prog)]
     import sys
 
     argv = list(getattr(sys, "orig_argv", []))  # `drgn -c VMCORE script.py`
@@ -119,7 +134,7 @@ def load_module_debug_info(
             if not module.wants_debug_file():
                 return tried
         build_id = getattr(module, "build_id", None)
-        _raise_missing(prog, name, build_id.hex() if build_id else None, tried)
+        raise missing_error(prog, name, build_id.hex() if build_id else None, tried)
     # Old drgn: hand every existing candidate to load_debug_info and let the
     # caller check whether the balloon's type appeared.
     if existing:
@@ -130,9 +145,11 @@ def load_module_debug_info(
     return existing
 
 
-def _raise_missing(
+def missing_error(
     prog: Program, name: str, build_id: Optional[str], tried: Iterable[str]
-) -> None:
+) -> MissingDebugInfo:
+    """The error for a loaded module whose debug info was not found: which
+    file is needed and where it was looked for."""
     release = kernel_release(prog)
     tried = list(tried)
     where = [
@@ -142,7 +159,7 @@ def _raise_missing(
     ]
     if tried:
         where.append("files that did not match: " + ", ".join(tried))
-    raise MissingDebugInfo(
+    return MissingDebugInfo(
         f"{name} is loaded but its debug info was not found: need {name}.ko "
         f"with debug info for kernel {release}"
         + (f" (build ID {build_id})" if build_id else "")

@@ -13,7 +13,7 @@ import os
 import struct
 from typing import Optional
 
-__all__ = ["truncation"]
+__all__ = ["truncation", "vmcoreinfo"]
 
 # makedumpfile's diskdump_mod.h: struct disk_dump_header on 64-bit hosts.
 _KDUMP_SIGNATURE = b"KDUMP   "
@@ -98,3 +98,61 @@ def truncation(path: str) -> Optional[str]:
         return (f"{path} is truncated: it is {size:,} bytes, but its own headers "
                 f"need at least {end:,}")
     return None
+
+
+def _elf_vmcoreinfo(f) -> Optional[bytes]:
+    head = f.read(64)
+    phoff = struct.unpack_from("<Q", head, 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    for i in range(phnum):
+        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        if p_type != 4:  # PT_NOTE
+            continue
+        f.seek(offset)
+        notes = f.read(min(filesz, 1 << 20))
+        pos = 0
+        while pos + 12 <= len(notes):
+            namesz, descsz, _ = struct.unpack_from("<III", notes, pos)
+            name = notes[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            desc_at = pos + 12 + ((namesz + 3) & ~3)
+            if name == b"VMCOREINFO":
+                return notes[desc_at:desc_at + descsz]
+            pos = desc_at + ((descsz + 3) & ~3)
+    return None
+
+
+def _kdump_vmcoreinfo(f) -> Optional[bytes]:
+    # struct kdump_sub_header (one block in): offset_vmcoreinfo at 32,
+    # size_vmcoreinfo at 40 (header_version >= 3).
+    f.seek(8)
+    header_version = struct.unpack("<i", f.read(4))[0]
+    if header_version < 3:
+        return None
+    f.seek(_KDUMP_BLOCK_SIZE_OFFSET)
+    block_size = struct.unpack("<i", f.read(4))[0]
+    f.seek(block_size + 32)
+    offset, size = struct.unpack("<qQ", f.read(16))
+    if offset <= 0 or not 0 < size < (1 << 20):
+        return None
+    f.seek(offset)
+    return f.read(size)
+
+
+def vmcoreinfo(path: str) -> bytes:
+    """The VMCOREINFO note of a dump file, read from the file itself (for
+    drgn versions that do not expose it), or ``b""``."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+            f.seek(0)
+            if magic[:4] == b"\x7fELF":
+                data = _elf_vmcoreinfo(f)
+            elif magic == _KDUMP_SIGNATURE:
+                data = _kdump_vmcoreinfo(f)
+            else:
+                data = None
+    except (OSError, struct.error):
+        data = None
+    return data or b""

@@ -42,7 +42,13 @@ def _vmcoreinfo(prog: Program) -> bytes:
     try:
         return prog["VMCOREINFO"].string_()
     except (KeyError, LookupError, FaultError):
-        return b""
+        pass
+    # drgn < 0.0.23 has no VMCOREINFO object: read the note from the file.
+    from .debuginfo import core_dump_path
+    from .dumpfile import vmcoreinfo
+
+    path = core_dump_path(prog)
+    return vmcoreinfo(path) if path else b""
 
 
 def offline_rule(prog: Program, compaction_era: bool = False) -> Optional[OfflineRule]:

@@ -45,6 +45,24 @@ def hole(prog: drgn.Program, address: int, size: int) -> None:
     prog.add_memory_segment(address, size, read)
 
 
+def python_segments_can_fault() -> bool:
+    """Whether this drgn passes a FaultError raised by a Python memory reader
+    on as a FaultError (old drgn wraps it in a plain Exception)."""
+    prog = drgn.Program(drgn.host_platform)
+
+    def read(a, c, o, p):
+        raise drgn.FaultError("probe", a)
+
+    prog.add_memory_segment(0x1000, 16, read)
+    try:
+        drgn.Object(prog, prog.int_type("long", 8, True), address=0x1000).value_()
+    except drgn.FaultError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 def list_nodes(prog: drgn.Program, head: int, count: int) -> List[int]:
     """Addresses of the first *count* nodes after a list head."""
     nodes = []

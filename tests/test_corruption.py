@@ -17,10 +17,17 @@ from drgn_balloon.verify import verify_balloon
 
 CASES = {c.name: c for c in corruption.cases()}
 
+# Pages missing from a dump fault natively on every drgn; the corpus fakes
+# the hole with a Python memory reader, which drgn 0.0.22 cannot make fault.
+def maybe_skip(name):
+    if name == "page-not-in-dump" and not corruption.python_segments_can_fault():
+        pytest.skip("this drgn cannot raise FaultError from a Python memory segment")
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("json_output", [False, True])
 def test_case(name, json_output):
+    maybe_skip(name)
     case = CASES[name]
     o = corruption.run_case(case, json_output)
     assert o.code in case.codes, (o.code, o.stderr)
@@ -46,6 +53,7 @@ def test_case(name, json_output):
 @pytest.mark.parametrize("name", ["list-cyclic", "next-outside-memmap",
                                   "prev-disagrees", "page-not-in-dump"])
 def test_fast_and_object_walks_stop_alike(name):
+    maybe_skip(name)
     case = CASES[name]
     prog = _samples.open_sample(case.sample)
     case.damage(prog)
