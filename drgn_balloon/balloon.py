@@ -16,8 +16,9 @@ from drgn import FaultError, FindObjectFlags, Object, Program, TypeKind
 
 from .debuginfo import load_module_debug_info, missing_error
 from .errors import MissingDebugInfo, NoBalloonDriver, NotVMware, Unreadable
-from .layout import Era, balloon_lists, detect_era
+from .layout import ERAS, Era, balloon_lists, detect_era
 from .system import ModuleInfo, find_loaded_module, hypervisor
+from .vmmemctl import VmmemctlWalk, find_global_balloon, read_vmmemctl
 
 __all__ = [
     "CAPABILITIES",
@@ -99,6 +100,8 @@ class BalloonState(NamedTuple):
     #: Address of ``balloon.b_dev_info`` (what ``page->private`` of a
     #: ballooned page holds), or ``None``.
     dev_info_address: Optional[int]
+    #: For the out-of-tree vmmemctl: what its chunks hold.
+    vmmemctl: Optional[VmmemctlWalk] = None
 
     @property
     def size_bytes(self) -> int:
@@ -199,11 +202,19 @@ def _find_balloon(
                 "module's address in this kernel: use a newer drgn"
             )
         raise missing_error(prog, driver, None, tried)
-    if find_loaded_module(prog, "vmmemctl") is not None:
-        raise NoBalloonDriver(
-            "the out-of-tree vmmemctl module (VMware Tools) is loaded; its "
-            "globalBalloon has no debug info to read it with"
-        )
+    module = find_loaded_module(prog, "vmmemctl")
+    if module is not None:
+        address = find_global_balloon(prog)
+        if address is None:
+            raise MissingDebugInfo(
+                "the out-of-tree vmmemctl module (VMware Tools) is loaded, but its "
+                "symbol globalBalloon is not in the kernel's symbols (module "
+                "kallsyms)"
+            )
+        size = 344 + 8
+        obj = Object(prog, prog.array_type(prog.int_type("unsigned char", 1, False),
+                                           size), address=address)
+        return "vmmemctl", module, obj
     hv = hypervisor(prog)
     if hv is not None and hv != "VMware":
         raise NotVMware(
@@ -314,6 +325,26 @@ def _module_param(prog: Program, name: str, filename: str) -> Optional[bool]:
         return None
 
 
+def _vmmemctl_state(prog: Program, module: Optional[ModuleInfo],
+                    balloon: Object) -> BalloonState:
+    from .pages import page_geometry
+
+    walk, rejected = read_vmmemctl(prog, page_geometry(prog), balloon.address_)
+    if walk is None:
+        raise Unreadable(
+            f"vmmemctl's globalBalloon at {balloon.address_:#x} fits none of the "
+            "known layouts: " + "; ".join(rejected)
+        )
+    return BalloonState(
+        driver="vmmemctl", module=module, balloon=balloon,
+        era=ERAS[walk.variant.name], size_frames=walk.n_pages,
+        target_frames=walk.target, reset_required=walk.reset, capabilities=None,
+        offered_capabilities=None, max_page_size=None, batch_max_pages=None,
+        shrinker_enabled=None, shrinker_registered=None, stats=None,
+        isolated_pages=0, dev_info_address=None, vmmemctl=walk,
+    )
+
+
 def balloon_state(
     prog: Program, debug_files: Sequence[str] = ()
 ) -> BalloonState:
@@ -327,6 +358,8 @@ def balloon_state(
     :raises Unreadable: ``balloon`` is not in the dump.
     """
     driver, module, balloon = find_balloon(prog, debug_files)
+    if driver == "vmmemctl":
+        return _vmmemctl_state(prog, module, balloon)
     filename = driver + ".c"
     try:
         era = detect_era(balloon.type_)

@@ -77,6 +77,14 @@ ERAS = {
     # §1.D2: "vmw_balloon: stop using the balloon_dev_info lock" (David
     # Hildenbrand, 2026) adds huge_pages_lock.
     "D2": Era("D2", "7.0 and later", "b_dev_info.pages", "huge_pages", True, True),
+    # §4: the out-of-tree vmmemctl.ko of VMware Tools / open-vm-tools (RHEL 5):
+    # pages in chunk arrays, not on lists; read by drgn_balloon.vmmemctl.
+    "vmmemctl-a": Era("vmmemctl-a", "vmmemctl.ko, oldest open-vm-tools (RHEL 5)",
+                      "chunks", None, False, False),
+    "vmmemctl-b": Era("vmmemctl-b", "vmmemctl.ko, open-vm-tools modules/shared",
+                      "chunks", None, False, False),
+    "vmmemctl-c": Era("vmmemctl-c", "vmmemctl.ko, open-vm-tools with 2 MiB pages",
+                      "chunks", "chunks", False, False),
 }
 
 
@@ -160,6 +168,8 @@ def balloon_lists(balloon: Object, era: Era) -> List[BalloonList]:
 
     :param balloon: ``struct vmballoon``
     """
+    if era.list_4k == "chunks":
+        raise ValueError("vmmemctl keeps its pages in chunks, not lists")
     lists = [BalloonList("4k", era.list_4k, _member_path(balloon, era.list_4k), 1)]
     if era.list_2m is not None:
         lists.append(

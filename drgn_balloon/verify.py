@@ -46,6 +46,31 @@ class Verification(NamedTuple):
         return sum(w.pages for w in self.lists if w.kind == kind)
 
 
+def _vmmemctl_verification(state: BalloonState) -> Verification:
+    # vmmemctl's pages are in chunk arrays; read_vmmemctl() walked them all
+    # when it chose the layout (drgn_balloon.vmmemctl).
+    w = state.vmmemctl
+    assert w is not None
+    walks = []
+    for i, pages in enumerate(w.pages):
+        findings: Tuple[Finding, ...] = ()
+        counts = {}
+        if w.bad_entries and i == 0:
+            counts = {"bad_pointer": w.bad_entries}
+            findings = (Finding("bad_pointer", "4k", -1, 0,
+                                f"{w.bad_entries} chunk entries are not struct page "
+                                "pointers"),)
+        walks.append(ListWalk("4k" if i == 0 else "2m", state.balloon.address_,
+                              1 if i == 0 else 512, pages, w.complete, False, 0, 0,
+                              findings, counts))
+    findings = [f for x in walks for f in x.findings]
+    if w.frames != state.size_frames:
+        findings.append(Finding("size_mismatch", "", -1, 0,
+                                f"chunks hold {w.frames} frames, nPages is "
+                                f"{state.size_frames}"))
+    return Verification(tuple(walks), 0, w.frames, state.size_frames, tuple(findings))
+
+
 def verify_balloon(
     prog: Program,
     state: BalloonState,
@@ -62,6 +87,8 @@ def verify_balloon(
         per page, the slow reference).
     :param progress: called with (list kind, pages walked) during long walks.
     """
+    if state.vmmemctl is not None:
+        return _vmmemctl_verification(state)
     g = geometry
     if g is None:
         g = page_geometry(prog, compaction_era=state.era.dev_info)
