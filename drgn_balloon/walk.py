@@ -256,6 +256,238 @@ class _Recorder:
             self.findings.append(Finding(what, self.kind, index, address, message))
 
 
+class _Walker:
+    # The state of one walk and the one place that judges a node. Both the
+    # generic loop and the inlined fast loop of the bulk reader go through
+    # step() for every node that is not plainly fine, so they find the same.
+
+    def __init__(self, geometry: PageGeometry, head: int, kind: str,
+                 frames_per_page: int, reader: object,
+                 expect_private: Optional[int]) -> None:
+        self.g = geometry
+        self.head = head
+        self.kind = kind
+        self.frames_per_page = frames_per_page
+        self.reader = reader
+        self.expect_private = expect_private
+        self.rec = _Recorder(kind)
+        self.pages = 0
+        self.not_offline = 0
+        self.private_matches = 0
+        self.private_zero = 0
+        self.complete = False
+        self.prev_node = head
+        self.seen = bytearray(geometry.max_pfn)
+
+    def step(self, cur: int) -> Optional[int]:
+        """Judge the node at *cur*; return the next node, or ``None`` to stop."""
+        g, rec, pages = self.g, self.rec, self.pages
+        lru = g.lru
+        prev_node = self.prev_node
+        pfn = g.page_to_pfn(cur - lru)
+        if pfn is None:
+            rec.add("bad_pointer", pages, cur,
+                    f"node {pages}: pointer {cur:#x} (from {prev_node:#x}) "
+                    "is not a struct page in the memory map")
+            return None
+        if self.seen[pfn]:
+            rec.add("cycle", pages, cur,
+                    f"node {pages}: page {cur - lru:#x} (PFN {pfn:#x}) "
+                    "was already passed: the list is cyclic")
+            return None
+        self.seen[pfn] = 1
+        reader = self.reader
+        try:
+            node = reader.node(pfn)  # type: ignore[attr-defined]
+        except FaultError:
+            rec.add("not_in_dump", pages, cur - lru,
+                    f"node {pages}: struct page {cur - lru:#x} (PFN {pfn:#x}) "
+                    "is not in the dump")
+            return None
+        if node.prev != prev_node:
+            rec.add("prev_mismatch", pages, cur,
+                    f"node {pages}: lru.prev is {node.prev:#x}, "
+                    f"expected {prev_node:#x}")
+        fpp = self.frames_per_page
+        if fpp > 1 and pfn % fpp:
+            rec.add("misaligned", pages, cur - lru,
+                    f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned")
+        offline = g.offline
+        if offline is not None:
+            if fpp == 1:
+                bad = 0 if offline.is_offline(node.page_type or 0) else 1
+            else:
+                try:
+                    types = reader.page_types(pfn, fpp)  # type: ignore[attr-defined]
+                except FaultError:
+                    types = set()
+                    rec.add("not_in_dump", pages, cur - lru,
+                            f"node {pages}: subpages of PFN {pfn:#x} are not in the dump")
+                bad = 0
+                if any(not offline.is_offline(t) for t in types):
+                    bad = sum(
+                        1
+                        for k in range(fpp)
+                        if not offline.is_offline(
+                            reader.node(pfn + k).page_type or 0  # type: ignore[attr-defined]
+                        )
+                    )
+            if bad:
+                self.not_offline += bad
+                rec.add("not_offline", pages, cur - lru,
+                        f"node {pages}: {bad} frame(s) at PFN {pfn:#x} "
+                        "not marked offline")
+        expect = self.expect_private
+        if expect is not None:
+            if node.private == expect:
+                self.private_matches += 1
+            elif node.private == 0:
+                self.private_zero += 1
+            else:
+                rec.add("bad_private", pages, cur - lru,
+                        f"node {pages}: private is {node.private:#x}, "
+                        f"expected {expect:#x} or 0")
+        self.pages = pages + 1
+        self.prev_node = cur
+        return node.next
+
+    def finish(self, cur: int, head_prev: int) -> None:
+        """The walk came back to the head."""
+        self.complete = True
+        if head_prev != self.prev_node:
+            self.rec.add("prev_mismatch", self.pages, self.head,
+                         f"the list head's prev is {head_prev:#x}, "
+                         f"but its last node is {self.prev_node:#x}")
+
+    def result(self) -> ListWalk:
+        rec = self.rec
+        if self.expect_private is not None and self.private_matches and self.private_zero:
+            rec.add("bad_private", -1, 0,
+                    f"{self.private_zero} page(s) have private 0 while "
+                    f"{self.private_matches} point to the balloon")
+        return ListWalk(
+            self.kind, self.head, self.frames_per_page, self.pages, self.complete,
+            self.g.offline is not None, self.not_offline, self.private_matches,
+            tuple(rec.findings), rec.counts,
+        )
+
+
+def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) -> Optional[int]:
+    # The common case of a 4 KiB list read in bulk, inlined: a node whose
+    # pointer lands on a struct page of a block in memory, not passed yet,
+    # whose prev agrees, marked offline and with the expected private. Any
+    # other node goes to w.step(). Returns where it stopped (head or None).
+    reader = w.reader
+    assert isinstance(reader, BulkPageReader)
+    g = w.g
+    head = w.head
+    seen = w.seen
+    size = g.page_size
+    stride = reader.stride
+    block_pages = reader.block_pages
+    lru_word = reader.lru
+    priv_delta = reader.private - reader.lru
+    pt_word = reader.page_type_word
+    pt_delta = (pt_word - reader.lru) if pt_word is not None else 0
+    pt_shift = reader.page_type_shift
+    offline = g.offline
+    if offline is None or pt_word is None:
+        return _slow_loop(w, cur, progress)
+    if offline.mode == "pgty":
+        shift = pt_shift + 24
+        mask = 0xFF
+        want = offline.value
+    else:
+        shift = pt_shift
+        mask = 0xF0000000 | offline.value
+        want = 0xF0000000
+    expect = w.expect_private
+    check_private = expect is not None
+    base = g.vmemmap + g.lru  # address of the lru of PFN 0
+    # struct page is 64 bytes on x86_64 (a power of two): shift and mask
+    # instead of divide and modulo.
+    page_shift = size.bit_length() - 1 if size & (size - 1) == 0 else None
+    lo = hi = 0  # lru addresses covered by the current block
+    first_pfn = 0
+    words: memoryview = memoryview(b"")
+    prev_node = w.prev_node
+    pages = w.pages
+    fast = 0  # nodes accepted here: each had private == expect
+    tick = time.monotonic()
+    while cur != head:
+        if lo <= cur < hi:
+            delta = cur - lo
+            if page_shift is not None:
+                k = delta >> page_shift
+                aligned = not delta & (size - 1)
+            else:
+                k, rem = divmod(delta, size)
+                aligned = not rem
+            if aligned:
+                pfn = first_pfn + k
+                if not seen[pfn]:
+                    i = k * stride + lru_word
+                    if (words[i + 1] == prev_node
+                            and (words[i + pt_delta] >> shift) & mask == want
+                            and (not check_private or words[i + priv_delta] == expect)):
+                        seen[pfn] = 1
+                        pages += 1
+                        fast += 1
+                        prev_node = cur
+                        cur = words[i]
+                        if not pages & 0xFFFF and progress is not None:
+                            now = time.monotonic()
+                            if now - tick > 0.5:
+                                progress(pages)
+                                tick = now
+                        continue
+        else:
+            pfn_any = g.page_to_pfn(cur - g.lru)
+            if pfn_any is not None:
+                block = pfn_any // block_pages
+                loaded = reader.blocks.get(block)
+                if loaded is None and block not in reader.blocks:
+                    loaded = reader._load(block)
+                if loaded is not None:
+                    words = loaded
+                    first_pfn = block * block_pages
+                    count = len(words) // stride
+                    lo = base + first_pfn * size
+                    hi = lo + count * size
+                    continue
+        # Anything else: the general judgement.
+        w.prev_node, w.pages = prev_node, pages
+        nxt = w.step(cur)
+        if nxt is None:
+            break
+        prev_node, pages = w.prev_node, w.pages
+        cur = nxt
+    else:
+        w.prev_node, w.pages = prev_node, pages
+        if check_private:
+            w.private_matches += fast
+        return cur
+    if check_private:
+        w.private_matches += fast
+    return None
+
+
+def _slow_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) -> Optional[int]:
+    tick = time.monotonic()
+    head = w.head
+    while cur != head:
+        nxt = w.step(cur)
+        if nxt is None:
+            return None
+        cur = nxt
+        if progress is not None and not w.pages & 0xFFFF:
+            now = time.monotonic()
+            if now - tick > 0.5:
+                progress(w.pages)
+                tick = now
+    return cur
+
+
 def walk_list(
     prog: Program,
     geometry: PageGeometry,
@@ -284,120 +516,20 @@ def walk_list(
     g = geometry
     if reader is None:
         reader = BulkPageReader(prog, g)
-    rec = _Recorder(kind)
-    offline = g.offline
-    pages = 0
-    not_offline = 0
-    private_matches = 0
-    private_zero = 0
-    complete = False
-
+    w = _Walker(g, head, kind, frames_per_page, reader, expect_private)
     try:
         head_next = prog.read_u64(head)
         head_prev = prog.read_u64(head + 8)
     except FaultError:
-        rec.add("not_in_dump", -1, head, f"list head {head:#x} is not in the dump")
-        return ListWalk(kind, head, frames_per_page, 0, False, False, 0, 0,
-                        tuple(rec.findings), rec.counts)
+        w.rec.add("not_in_dump", -1, head, f"list head {head:#x} is not in the dump")
+        return w.result()._replace(offline_checked=False)
     if head_next == 0 or head_prev == 0:
-        rec.add("uninitialised", -1, head, f"list head {head:#x} is NULL")
-        return ListWalk(kind, head, frames_per_page, 0, False, False, 0, 0,
-                        tuple(rec.findings), rec.counts)
-
-    seen = bytearray((g.max_pfn + 7) // 8)
-    lru = g.lru
-    prev_node = head
-    cur = head_next
-    tick = time.monotonic()
-    while True:
-        if cur == head:
-            complete = True
-            if head_prev != prev_node:
-                rec.add("prev_mismatch", pages, head,
-                        f"the list head's prev is {head_prev:#x}, "
-                        f"but its last node is {prev_node:#x}")
-            break
-        pfn = g.page_to_pfn(cur - lru)
-        if pfn is None:
-            rec.add("bad_pointer", pages, cur,
-                    f"node {pages}: pointer {cur:#x} (from {prev_node:#x}) "
-                    "is not a struct page in the memory map")
-            break
-        if seen[pfn >> 3] & (1 << (pfn & 7)):
-            rec.add("cycle", pages, cur,
-                    f"node {pages}: page {cur - lru:#x} (PFN {pfn:#x}) "
-                    "was already passed: the list is cyclic")
-            break
-        seen[pfn >> 3] |= 1 << (pfn & 7)
-        try:
-            node = reader.node(pfn)  # type: ignore[attr-defined]
-        except FaultError:
-            rec.add("not_in_dump", pages, cur - lru,
-                    f"node {pages}: struct page {cur - lru:#x} (PFN {pfn:#x}) "
-                    "is not in the dump")
-            break
-        if node.prev != prev_node:
-            rec.add("prev_mismatch", pages, cur,
-                    f"node {pages}: lru.prev is {node.prev:#x}, "
-                    f"expected {prev_node:#x}")
-        if frames_per_page > 1 and pfn % frames_per_page:
-            rec.add("misaligned", pages, cur - lru,
-                    f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned")
-        if offline is not None:
-            if frames_per_page == 1:
-                bad = 0 if offline.is_offline(node.page_type or 0) else 1
-            else:
-                try:
-                    types = reader.page_types(pfn, frames_per_page)  # type: ignore[attr-defined]
-                except FaultError:
-                    types = set()
-                    rec.add("not_in_dump", pages, cur - lru,
-                            f"node {pages}: subpages of PFN {pfn:#x} are not in the dump")
-                bad = 0
-                if any(not offline.is_offline(t) for t in types):
-                    bad = sum(
-                        1
-                        for k in range(frames_per_page)
-                        if not offline.is_offline(
-                            reader.node(pfn + k).page_type or 0  # type: ignore[attr-defined]
-                        )
-                    )
-            if bad:
-                not_offline += bad
-                rec.add("not_offline", pages, cur - lru,
-                        f"node {pages}: {bad} frame(s) at PFN {pfn:#x} "
-                        "not marked offline")
-        if expect_private is not None:
-            if node.private == expect_private:
-                private_matches += 1
-            elif node.private == 0:
-                private_zero += 1
-            else:
-                rec.add("bad_private", pages, cur - lru,
-                        f"node {pages}: private is {node.private:#x}, "
-                        f"expected {expect_private:#x} or 0")
-        pages += 1
-        prev_node = cur
-        cur = node.next
-        if progress is not None and not pages & 0xFFFF:
-            now = time.monotonic()
-            if now - tick > 0.5:
-                progress(pages)
-                tick = now
-
-    if expect_private is not None and private_matches and private_zero:
-        rec.add("bad_private", -1, 0,
-                f"{private_zero} page(s) have private 0 while {private_matches} "
-                "point to the balloon")
-    return ListWalk(
-        kind,
-        head,
-        frames_per_page,
-        pages,
-        complete,
-        offline is not None,
-        not_offline,
-        private_matches,
-        tuple(rec.findings),
-        rec.counts,
-    )
+        w.rec.add("uninitialised", -1, head, f"list head {head:#x} is NULL")
+        return w.result()._replace(offline_checked=False)
+    if isinstance(reader, BulkPageReader) and frames_per_page == 1:
+        end = _fast_loop(w, head_next, progress)
+    else:
+        end = _slow_loop(w, head_next, progress)
+    if end is not None:
+        w.finish(end, head_prev)
+    return w.result()
