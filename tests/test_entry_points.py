@@ -96,8 +96,9 @@ def test_console_script_json_and_never_writes_the_dump():
 
 
 def test_console_script_installed():
-    exe = shutil.which("balloon-report")
-    assert exe, "pip install -e . installs the balloon-report console script"
+    # Installed next to this Python by pip install -e . (its bin directory).
+    exe = os.path.join(os.path.dirname(sys.executable), "balloon-report")
+    assert os.access(exe, os.X_OK), "pip install -e . installs balloon-report"
     r = run([exe, "--help"])
     assert r.returncode == 0 and "exit codes" in r.stdout
 
