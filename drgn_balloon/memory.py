@@ -50,6 +50,8 @@ class MemoryAccounting(NamedTuple):
     rss: Optional[int]
     #: Processes counted in :attr:`rss`.
     processes: int
+    #: Huge page pools: (page size in KiB, HugePages_Total, HugePages_Free).
+    hugepages: Tuple[Tuple[int, int, int], ...] = ()
 
     @property
     def used(self) -> int:
@@ -198,6 +200,25 @@ def _hugetlb(prog: Program) -> Optional[int]:
     return total
 
 
+def _hugepage_pools(prog: Program) -> Tuple[Tuple[int, int, int], ...]:
+    # struct hstate hstates[hugetlb_max_hstate] (mm/hugetlb.c): what
+    # HugePages_Total/HugePages_Free and hugepages-*kB in sysfs show.
+    try:
+        hstates = prog["hstates"]
+        count = prog["hugetlb_max_hstate"].value_()
+    except (KeyError, LookupError):
+        return ()
+    pools = []
+    try:
+        for i in range(count):
+            h = hstates[i]
+            pools.append((4 << h.order.value_(), h.nr_huge_pages.value_(),
+                          h.free_huge_pages.value_()))
+    except FaultError:
+        return ()
+    return tuple(pools)
+
+
 def _page_size(prog: Program) -> int:
     try:
         return prog["PAGE_SIZE"].value_()
@@ -295,4 +316,5 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         counters=counters,
         rss=rss_pages,
         processes=processes,
+        hugepages=_hugepage_pools(prog),
     )

@@ -153,6 +153,12 @@ def render_text(report: Report) -> str:
                       f"{m['rss_pages']:,}", _bytes(m["rss_pages"] * page)])
     out.append(_table(mrows, ["", "pages", "size"]))
     out.append("(Shmem and SReclaimable are parts of Cached and Slab, not added again.)")
+    pools = m["hugepages"]
+    if pools:
+        out.append("HugePages: " + ", ".join(
+            f"{p['total']} x {p['size_kib']} kB ({p['free']} free)" for p in pools))
+    else:
+        out.append("HugePages: none")
     out.append("")
     fk = m["free_kib"]
     out.append("free (KiB)")

@@ -283,6 +283,8 @@ def _to_dict(r: Report) -> Dict[str, Any]:
             "unaccounted_pages": m.unaccounted,
             "rss_pages": m.rss,
             "processes": m.processes,
+            "hugepages": [{"size_kib": size, "total": total, "free": free}
+                          for size, total, free in m.hugepages],
             "free_kib": {
                 "total": m.total * kib,
                 "used": max(m.total - m.free - cache, 0) * kib,

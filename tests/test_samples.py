@@ -181,6 +181,11 @@ def test_counters_match_meminfo(name):
         compared += 1
     assert compared >= 9
     assert memory.counters["HugeTLB"] == kib_to_pages(meminfo.get("Hugetlb", 0))
+    # HugePages_Total is the default pool; no such line, no hugetlbfs.
+    if "HugePages_Total" in meminfo:
+        assert meminfo["HugePages_Total"] in [total for _, total, _ in memory.hugepages]
+    else:
+        assert memory.hugepages == ()
 
 
 @pytest.mark.parametrize("name", balloon_samples())
