@@ -111,7 +111,7 @@ def verdict(state: BalloonState, memory: MemoryAccounting,
     counted = _counted_in_balloon_line(state, memory, verification)
     hidden = size - counted
     if counted:
-        text += (f" /proc/meminfo's Balloon: line counts "
+        text += (" /proc/meminfo's Balloon: line counts "
                  + ("all of them." if not hidden else f"{counted:,} of those frames."))
     if hidden and unaccounted:
         share = min(hidden * 4096, unaccounted * page) / (unaccounted * page)

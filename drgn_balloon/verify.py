@@ -11,7 +11,7 @@ the 2 MiB list (kernel-layouts.md §1.C2, "Cross-check").
 
 from typing import Callable, NamedTuple, Optional, Tuple
 
-from drgn import FaultError, Program
+from drgn import Program
 
 from .balloon import BalloonState
 from .layout import balloon_lists

@@ -19,7 +19,6 @@ page as a drgn ``Object`` (what a drgn user would write). Both feed one loop,
 so they give identical results.
 """
 
-import sys
 import time
 from collections import OrderedDict
 from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
@@ -238,9 +237,6 @@ class BulkPageReader:
             for t in (self.node(pfn + k).page_type for k in range(count))
             if t is not None
         }
-
-
-
 
 
 class _Recorder:

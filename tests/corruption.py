@@ -15,7 +15,7 @@ import random
 import struct
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
 
@@ -26,7 +26,6 @@ from drgn_balloon.errors import (
     EXIT_NO_DRIVER,
     EXIT_NOT_VMWARE,
     EXIT_OK,
-    EXIT_UNREADABLE,
 )
 from drgn_balloon.layout import balloon_lists
 

@@ -23,8 +23,6 @@ import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from drgn import (
-    FaultError,
-    FindObjectFlags,
     Object,
     Platform,
     PlatformFlags,

@@ -66,7 +66,7 @@ def test_next_not_on_struct_page_boundary():
 
 def test_prev_that_disagrees():
     k = MockKernel(ERA, pages_4k=30)
-    p, q = k.pfns_4k[5], k.pfns_4k[6]
+    q = k.pfns_4k[6]
     k.write_node(k.lru_addr(q), k.lru_addr(k.pfns_4k[7]), k.lru_addr(k.pfns_4k[20]))
     v = both(k)
     assert kinds(v) == ["prev_mismatch"]
