@@ -135,3 +135,17 @@ def test_walk_bounded_by_max_pfn(seed):
     v = both(k)
     assert v.lists[0].pages <= 4096
     assert not v.verified
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_progress_reported_during_long_walks(monkeypatch, fast):
+    from drgn_balloon import walk
+
+    clock = iter(range(0, 10**6))
+    monkeypatch.setattr(walk.time, "monotonic", lambda: next(clock))
+    k = MockKernel(ERA, pages_4k=140000, pages_2m=0, max_pfn=1 << 19)
+    state = balloon_state(k.prog)
+    seen = []
+    v = verify_balloon(k.prog, state, fast=fast, progress=lambda kind, n: seen.append((kind, n)))
+    assert v.verified
+    assert seen == [("4k", 65536), ("4k", 131072)]
