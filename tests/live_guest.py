@@ -483,10 +483,11 @@ poweroff -f
 #: balloon-report with every walk recorded: the size the walk started from,
 #: whether it verified and what it found (printed on stderr as one line
 #: ``@@WALKS [...]@@``). With LIVE_DELAY=SECONDS in the environment, the first
-#: LIVE_DELAY_WALKS walks (default 1) pause that long after reading their first
-#: block of the memory map, as a preempted or slow reader would, so that the
-#: host's next target change lands in the middle of the walk. It wraps
-#: drgn_balloon from the outside; the tool itself is unchanged.
+#: LIVE_DELAY_WALKS walks (default 1) pause after reading their first block of
+#: the memory map, as a preempted or slow reader would, until debugfs vmmemctl
+#: shows a size other than the one the walk started from (at most SECONDS), so
+#: that the host's next target change lands in the middle of the walk. It
+#: wraps drgn_balloon from the outside; the tool itself is unchanged.
 INSTRUMENTED = r"""
 import json, os, sys, time
 import drgn_balloon.report as report
@@ -496,13 +497,14 @@ from drgn_balloon.cli import main
 DELAY = float(os.environ.get("LIVE_DELAY", "0"))
 DELAY_WALKS = int(os.environ.get("LIVE_DELAY_WALKS", "1"))
 walks = []
-delay = {"want": False, "done": False}
+delay = {"want": False, "done": False, "size": None}
 verify = report.verify_balloon
 load = walk.BulkPageReader._load
 
 
 def recorded(prog, state, **kw):
     delay["want"], delay["done"] = DELAY > 0 and len(walks) < DELAY_WALKS, False
+    delay["size"] = state.size_frames
     v = verify(prog, state, **kw)
     walks.append({"size": state.size_frames, "verified": v.verified, "delayed": delay["done"],
                   "findings": sorted({f.kind for f in v.findings})})
@@ -513,8 +515,19 @@ def delayed_load(self, block):
     words = load(self, block)
     if delay["want"] and not delay["done"]:
         delay["done"] = True
-        time.sleep(DELAY)
+        deadline = time.monotonic() + DELAY
+        while current() == delay["size"] and time.monotonic() < deadline:
+            time.sleep(0.02)
     return words
+
+
+def current():
+    with open("/sys/kernel/debug/vmmemctl") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.strip() == "current":
+                return int(value)
+    return None
 
 
 report.verify_balloon = recorded

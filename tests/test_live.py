@@ -30,9 +30,9 @@ GUEST_TIMEOUT = 420
 WAIT_TIMEOUT = 120
 COMMAND_TIMEOUT = 120
 
-#: Seconds the delayed walks of the moving guest pause (the target changes
-#: about once a second).
-DELAY = 1.5
+#: At most this many seconds, the delayed walks of the moving guest wait in
+#: the middle for the balloon to change (it changes about once a second).
+DELAY = 5
 
 #: Findings that say a list is corrupt: never on a healthy live kernel.
 CORRUPT = {"bad_pointer", "cycle", "prev_mismatch", "not_in_dump"}
@@ -122,7 +122,7 @@ def moving(live_env):
     # happens once a (guest) second: a fast walk (a fraction of a second)
     # mostly falls between two changes. The instrumented runs record every
     # walk; the delayed ones pause in the middle of a walk (after its first
-    # block of the memory map) long enough for the target to change.
+    # block of the memory map) until the balloon changed.
     runs = [
         ("move_drgn", c["drgn_script"]),
         ("move_console", c["balloon_report"]),
