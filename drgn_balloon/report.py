@@ -161,15 +161,21 @@ def balloon_report(
     moved = False
     if verify:
         attempts = LIVE_RETRIES if live else 1
+        last = None  # the findings of the previous walk of a still balloon
         for attempt in range(attempts):
             verification = verify_balloon(prog, state, fast=fast, progress=progress)
             if not live:
                 break
             after = balloon_state(prog, debug_files)
             stable = after.size_frames == state.size_frames
-            if stable and verification.verified:
+            found = tuple((f.kind, f.list, f.index, f.address)
+                          for f in verification.findings)
+            if stable and (verification.verified or found == last):
+                # Verified, or the same problems twice while the balloon
+                # stood still: what the walk found is real.
                 moved = False
                 break
+            last = found if stable else None
             moved = True
             state = after
             time.sleep(0.2)

@@ -47,3 +47,18 @@ def test_balloon_that_never_stands_still_is_moved_not_corrupt(monkeypatch):
     assert r.moved
     assert [f.kind for f in r.findings] == ["moved"]
     assert "changed while they were walked" in r.verdict
+
+
+def test_idle_but_corrupt_live_balloon_keeps_its_findings(monkeypatch):
+    # The balloon stands still and a prev pointer is wrong: the second walk
+    # finds the same, so it is reported as found, not as "moved".
+    import corruption
+
+    prog = _samples.open_sample("6.1-4k")
+    monkeypatch.setattr(report_mod, "_live", lambda prog: True)
+    monkeypatch.setattr(report_mod.time, "sleep", lambda s: None)
+    case = {c.name: c for c in corruption.cases()}["prev-disagrees"]
+    case.damage(prog)
+    r = report_mod.balloon_report(prog, rss=False)
+    assert not r.moved
+    assert [f.kind for f in r.findings] == ["prev_mismatch"]
