@@ -381,7 +381,7 @@ def same_build(xz_path, path, work):
         os.unlink(tmp)
 
 
-def store_kernel(kdir, release, samples_root):
+def store_kernel(kdir, release, samples_root, work):
     dest = os.path.join(samples_root, "kernels", release)
     os.makedirs(dest, exist_ok=True)
     jobs = [("vmlinux", "vmlinux.xz"), ("vmw_balloon.ko", "vmw_balloon.ko.xz"),
@@ -555,7 +555,7 @@ def main():
     if host_cfg and os.path.exists(host_cfg["state_file"]):
         host_state = json.load(open(host_cfg["state_file"]))
 
-    kernels_dir = store_kernel(kdir, release, samples_root)
+    kernels_dir = store_kernel(kdir, release, samples_root, work)
     sample_dir = os.path.join(samples_root, name)
     os.makedirs(sample_dir, exist_ok=True)
     shutil.copy(kdump, os.path.join(sample_dir, "vmcore"))
