@@ -29,7 +29,7 @@ for v in 6.1 7.2 6.12 5.10; do
 done
 echo "kernels done after $(( $(date +%s) - T0 )) s"
 
-SAMPLES="6.1-4k 6.1-deflated 6.1-noresponse 6.1-notvmware 5.10-4k 6.12-4k 6.12-2m 7.2-4k"
+SAMPLES="6.1-4k 6.1-deflated 6.1-noresponse 6.1-notvmware 5.10-4k 6.12-4k 6.12-2m 7.2-4k 7.2-2m"
 for s in $SAMPLES; do
     echo "== sample $s (log: $CACHE/logs/sample-$s.log)"
     python3 "$HERE/make_sample.py" --out "$OUT" "${s%%-*}" "${s#*-}" > "$CACHE/logs/sample-$s.log" 2>&1

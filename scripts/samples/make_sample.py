@@ -389,6 +389,11 @@ def store_kernel(kdir, release, samples_root, work):
     for src, name in jobs:
         out = os.path.join(dest, name)
         if os.path.exists(out):
+            if not same_build(out, os.path.join(kdir, src), work):
+                raise SystemExit(
+                    "%s holds another build of %s than %s: samples of one release must share "
+                    "one build (remove the old samples and kernel files, or use --out)"
+                    % (out, release, kdir))
             continue
         committed = os.path.join(REPO, "vmcore-samples", "kernels", release, name)
         if (os.path.exists(committed) and os.path.abspath(committed) != os.path.abspath(out)
