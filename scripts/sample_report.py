@@ -12,7 +12,6 @@ Without a sample name it lists the samples.
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 
@@ -27,8 +26,8 @@ def main() -> int:
             print(f"{name:20} {_samples.manifest(name).get('description', '')}")
         return 0
     name = _samples.find(sys.argv[1])
-    drgn = shutil.which("drgn") or "drgn"
-    cmd = [drgn, "-c", _samples.vmcore(name)]
+    # "python3 -m drgn" is the drgn command of the Python running this.
+    cmd = [sys.executable, "-m", "drgn", "-c", _samples.vmcore(name)]
     for path in _samples.debug_files(name):
         cmd += ["-s", path]
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "balloon_report.py")

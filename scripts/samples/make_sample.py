@@ -78,6 +78,16 @@ SCENARIOS = {
                  "targets": [1100000], "grant_2m": True, "max_2m_pages": 1500},
         "timeout": 1800,
     },
+    "large4k": {
+        "description": "Benchmark sample (not committed) shaped like issue 3's reference "
+                       "(a 4 GiB balloon of 946,176 4 KiB and 200 2 MiB pages): 6 GiB "
+                       "guest, target 1048576 frames, 2M granted, 200 2 MiB pages "
+                       "accepted, the rest 4 KiB.",
+        "vmware": True, "memory_mib": 6144, "large": True,
+        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+                 "targets": [1048576], "grant_2m": True, "max_2m_pages": 200},
+        "timeout": 1800,
+    },
 }
 
 
