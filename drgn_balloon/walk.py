@@ -389,14 +389,13 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
     offline = g.offline
     if offline is None or pt_word is None:
         return _slow_loop(w, cur, progress)
+    # The offline test on the whole 64-bit word holding page_type.
     if offline.mode == "pgty":
-        shift = pt_shift + 24
-        mask = 0xFF
-        want = offline.value
+        mask = 0xFF000000 << pt_shift
+        want = offline.value << (24 + pt_shift)
     else:
-        shift = pt_shift
-        mask = 0xF0000000 | offline.value
-        want = 0xF0000000
+        mask = (0xF0000000 | offline.value) << pt_shift
+        want = 0xF0000000 << pt_shift
     expect = w.expect_private
     check_private = expect is not None
     base = g.vmemmap + g.lru  # address of the lru of PFN 0
@@ -424,7 +423,7 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                 if not seen[pfn]:
                     i = k * stride + lru_word
                     if (words[i + 1] == prev_node
-                            and (words[i + pt_delta] >> shift) & mask == want
+                            and words[i + pt_delta] & mask == want
                             and (not check_private or words[i + priv_delta] == expect)):
                         seen[pfn] = 1
                         pages += 1
