@@ -196,11 +196,20 @@ def _find_balloon(
         if found is not None:
             return found[0], module, found[1]
         if _try_find(prog, relocated=False) is not None:
-            raise MissingDebugInfo(
-                f"{driver}'s debug info was found, but drgn "
-                f"{getattr(drgn, '__version__', '?')} could not place it at the "
-                "module's address in this kernel: use a newer drgn"
-            )
+            # A .ko was loaded but not placed at the module's address.
+            try:
+                new_layout = prog.type("struct module").has_member("mem")
+            except LookupError:
+                new_layout = False
+            if new_layout:
+                # v6.4 replaced struct module_layout with struct module_memory
+                # (mod->mem[]); drgn 0.0.22 cannot relocate such modules.
+                raise MissingDebugInfo(
+                    f"{driver}'s debug info was found, but drgn "
+                    f"{getattr(drgn, '__version__', '?')} could not place it at "
+                    "the module's address in this kernel: use a newer drgn"
+                )
+            raise missing_error(prog, driver, None, tried)
         raise missing_error(prog, driver, None, tried)
     module = find_loaded_module(prog, "vmmemctl")
     if module is not None:

@@ -56,7 +56,7 @@ def offline_rule(prog: Program, compaction_era: bool = False) -> Optional[Offlin
     Return how this kernel marks ballooned pages offline, or ``None`` if it
     does not.
 
-    Linux kernel commit ca215086b14b ("mm: convert PG_balloon to PG_offline")
+    Linux kernel commit 59df23d6178e ("mm: convert PG_balloon to PG_offline")
     (in v5.0) introduced the offline page type; the same series made
     vmw_balloon set it on every ballooned page and exported it to VMCOREINFO
     ("kexec: export PG_offline to VMCOREINFO"), kernel-layouts.md §1.C2.

@@ -178,7 +178,8 @@ def balloon_report(
             last = found if stable else None
             moved = True
             state = after
-            time.sleep(0.2)
+            if attempt + 1 < attempts:
+                time.sleep(0.2)
         if live and moved and verification is not None:
             verification = verification._replace(
                 findings=(

@@ -210,6 +210,28 @@ def test_wrong_kernel_debug_info():
     assert_one_line(r, EXIT_NO_DEBUG_INFO, "vmlinux")
 
 
+def test_module_debug_info_of_another_build():
+    # vmlinux right, vmw_balloon.ko from another kernel build: not taken.
+    name = inflated_sample()
+    release = _samples.manifest(name)["kernel_release"]
+    others = [n for n in _samples.sample_names()
+              if _samples.manifest(n)["kernel_release"] != release]
+    assert others
+    vmlinux = [f for f in _samples.debug_files(name) if not f.endswith(".ko")][0]
+    other_ko = [f for f in _samples.debug_files(others[0]) if f.endswith(".ko")][0]
+    r = run(BALLOON_REPORT + [_samples.vmcore(name), "-s", vmlinux, "-s", other_ko])
+    assert_one_line(r, EXIT_NO_DEBUG_INFO, "vmw_balloon.ko")
+
+
+def test_drgn_script_mode_never_writes_the_dump():
+    name = inflated_sample()
+    vmcore = _samples.vmcore(name)
+    before = fingerprint(vmcore)
+    r = run(DRGN + ["-c", vmcore] + symbols(name) + [SCRIPT, "--json"])
+    assert r.returncode == EXIT_OK
+    assert fingerprint(vmcore) == before
+
+
 def test_not_vmware_guest():
     names = [n for n in _samples.sample_names() if not _samples.manifest(n).get("vmware", True)]
     assert names
