@@ -103,3 +103,82 @@ def test_entry_that_is_not_a_struct_page_is_counted():
     walk, rejected = read_vmmemctl(prog, GEOMETRY, BALLOON)
     assert walk.variant.name == "vmmemctl-b"
     assert walk.bad_entries == 1
+
+
+MODULES = 0xFFFFFFFF82100000
+MODULE = 0xFFFFFFFFA0000000
+
+
+def vmmemctl_kernel(variant, per_list):
+    """A mock kernel where vmmemctl.ko (no debug info) is the only balloon:
+    the module list names it and globalBalloon is in its symbols."""
+    from drgn import Object, Symbol, SymbolBinding, SymbolKind, TypeMember
+
+    prog = build(variant, per_list)
+    u64 = prog.int_type("unsigned long", 8, False)
+    char = prog.int_type("char", 1, True)
+    # The members point back to the struct: lazily built types.
+    list_head = prog.struct_type("list_head", 16, (
+        TypeMember(lambda: prog.pointer_type(list_head), "next", 0),
+        TypeMember(lambda: prog.pointer_type(list_head), "prev", 64)))
+    module = prog.struct_type("module", 88, (
+        TypeMember(u64, "state", 0), TypeMember(list_head, "list", 64),
+        TypeMember(prog.array_type(char, 56), "name", 192),
+        TypeMember(prog.pointer_type(char), "version", 640),
+        TypeMember(prog.pointer_type(char), "srcversion", 640 + 64)))
+    page = prog.struct_type("page", 64, (
+        TypeMember(u64, "flags", 0), TypeMember(list_head, "lru", 64),
+        TypeMember(u64, "private", 320),
+        TypeMember(prog.int_type("unsigned int", 4, False), "page_type", 384)))
+    types = {"struct list_head": list_head, "struct module": module, "struct page": page}
+
+    def find_type(prog_, kinds, name, filename):
+        return types.get(name if name.startswith("struct ") else "struct " + name)
+
+    def find_object(prog_, name, flags, filename):
+        if name == "modules":
+            return Object(prog_, list_head, address=MODULES)
+        if name == "vmemmap":
+            return Object(prog_, prog_.pointer_type(page), VMEMMAP)
+        if name == "max_pfn":
+            return Object(prog_, u64, GEOMETRY.max_pfn)
+        return None
+
+    def find_symbol(prog_, name, address, one):
+        if name == "globalBalloon":
+            return [Symbol("globalBalloon", BALLOON, 400, SymbolBinding.LOCAL,
+                           SymbolKind.OBJECT)]
+        return []
+
+    prog.register_type_finder("mock", find_type, enable_index=0)
+    prog.register_object_finder("mock", find_object, enable_index=0)
+    prog.register_symbol_finder("mock", find_symbol, enable_index=0)
+    heads = bytearray(16)
+    struct.pack_into("<QQ", heads, 0, MODULE + 8, MODULE + 8)
+    mod = bytearray(104)
+    struct.pack_into("<QQ", mod, 8, MODULES, MODULES)
+    mod[24:24 + 9] = b"vmmemctl\0"
+    for address, data in ((MODULES, heads), (MODULE, mod)):
+        data = bytes(data)
+        prog.add_memory_segment(address, len(data), lambda a, c, o, p, d=data: d[o:o + c])
+    return prog
+
+
+@pytest.mark.skipif(not hasattr(Program, "register_symbol_finder"),
+                    reason="drgn < 0.0.27 cannot register a symbol finder")
+@pytest.mark.parametrize("variant,per_list", [
+    ("vmmemctl-a", [1500]), ("vmmemctl-b", [2100]), ("vmmemctl-c", [1200, 2])])
+def test_found_through_the_module_list_and_verified(variant, per_list):
+    from drgn_balloon.balloon import balloon_state
+    from drgn_balloon.verify import verify_balloon
+
+    prog = vmmemctl_kernel(variant, per_list)
+    state = balloon_state(prog)
+    assert state.driver == "vmmemctl" and state.module.name == "vmmemctl"
+    assert state.era.name == variant
+    assert state.size_frames == per_list[0] + 512 * sum(per_list[1:])
+    assert state.target_frames == 7777
+    v = verify_balloon(prog, state)
+    assert v.verified
+    assert v.pages("4k") == per_list[0]
+    assert v.pages("2m") == sum(per_list[1:])
