@@ -649,26 +649,9 @@ def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
                                   stdout=open(os.path.join(work, "qemu.out"), "w"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
         if host is not None:
-            cfg = {
-                "log": os.path.join(work, "host.log"),
-                "state_file": os.path.join(work, "host_state.json"),
-                "sites_file": os.path.join(work, "host_sites.json"),
-                "gdb_address": "127.0.0.1:%d" % gdb_port,
-                "in_sites": make_sample.find_in_sites(files["vmw_balloon.ko"]),
-                "host": dict(host, capabilities=hex(host["capabilities"])),
-            }
-            cfg_path = os.path.join(work, "host_cfg.json")
-            with open(cfg_path, "w") as f:
-                json.dump(cfg, f, indent=1)
-            # QEMU waits (-S) for gdb; give it a moment to open the gdb port.
-            time.sleep(1)
-            gdb_p = subprocess.Popen(
-                ["gdb", "-batch", "-nx", "-ex", "set auto-load off",
-                 "-ex", "file " + files["vmlinux"],
-                 "-x", os.path.join(SAMPLES_SCRIPTS, "vmware_host_gdb.py")],
-                env=dict(os.environ, VMW_HOST_CONFIG=cfg_path), stdin=subprocess.DEVNULL,
-                stdout=open(os.path.join(work, "gdb.out"), "w"),
-                stderr=subprocess.STDOUT, start_new_session=True)
+            gdb_p, _ = make_sample.start_gdb_host(
+                work, files["vmlinux"], files["vmw_balloon.ko"], gdb_port, host,
+                start_new_session=True)
         text = ""
         while True:
             if os.path.exists(data_log):

@@ -423,6 +423,34 @@ def store_kernel(kdir, release, samples_root, work):
     return dest
 
 
+def start_gdb_host(work, vmlinux, ko, gdb_port, host, **popen_kw):
+    """
+    Start gdb as the VMware host (vmware_host_gdb.py) of the QEMU guest that
+    waits (-S) for gdb on gdb_port; host is {"capabilities": int, "targets":
+    [...], ...}. Returns (the gdb process, the host config written to work/).
+    """
+    cfg = {
+        "log": os.path.join(work, "host.log"),
+        "state_file": os.path.join(work, "host_state.json"),
+        "sites_file": os.path.join(work, "host_sites.json"),
+        "gdb_address": "127.0.0.1:%d" % gdb_port,
+        "in_sites": find_in_sites(ko),
+        "host": dict(host, capabilities=hex(host["capabilities"])),
+    }
+    cfg_path = os.path.join(work, "host_cfg.json")
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f, indent=1)
+    # QEMU waits (-S) for gdb; give it a moment to open the gdb port.
+    time.sleep(1)
+    proc = subprocess.Popen(
+        ["gdb", "-batch", "-nx", "-ex", "set auto-load off", "-ex", "file " + vmlinux,
+         "-x", os.path.join(HERE, "vmware_host_gdb.py")],
+        env=dict(os.environ, VMW_HOST_CONFIG=cfg_path), stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(work, "gdb.out"), "w"), stderr=subprocess.STDOUT,
+        **popen_kw)
+    return proc, cfg
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -483,27 +511,9 @@ def main():
     log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
     try:
         if host:
-            host_cfg = {
-                "log": os.path.join(work, "host.log"),
-                "state_file": os.path.join(work, "host_state.json"),
-                "sites_file": os.path.join(work, "host_sites.json"),
-                "gdb_address": "127.0.0.1:%d" % gdb_port,
-                "in_sites": find_in_sites(os.path.join(kdir, "vmw_balloon.ko")),
-                "host": {"capabilities": hex(host["capabilities"]),
-                         "targets": host["targets"],
-                         "max_2m_pages": host.get("max_2m_pages"),
-                         "start_delay_polls": host.get("start_delay_polls", 2)},
-            }
-            cfg_path = os.path.join(work, "host_cfg.json")
-            with open(cfg_path, "w") as f:
-                json.dump(host_cfg, f, indent=1)
-            time.sleep(1)
-            gdbp = subprocess.Popen(
-                ["gdb", "-batch", "-nx", "-ex", "set auto-load off",
-                 "-ex", "file " + os.path.join(kdir, "vmlinux"),
-                 "-x", os.path.join(HERE, "vmware_host_gdb.py")],
-                env=dict(os.environ, VMW_HOST_CONFIG=cfg_path), stdin=subprocess.DEVNULL,
-                stdout=open(os.path.join(work, "gdb.out"), "w"), stderr=subprocess.STDOUT)
+            gdbp, host_cfg = start_gdb_host(work, os.path.join(kdir, "vmlinux"),
+                                            os.path.join(kdir, "vmw_balloon.ko"),
+                                            gdb_port, host)
             log("gdb pid %d" % gdbp.pid)
         procs = [qemu_p] + ([gdbp] if gdbp else [])
         data = wait_for(data_log, "@@SAMPLE-READY@@", sc.get("timeout", 300) + 300, procs)
