@@ -53,16 +53,16 @@ def _vmmemctl_verification(state: BalloonState) -> Verification:
     assert w is not None
     walks = []
     for i, pages in enumerate(w.pages):
-        findings: Tuple[Finding, ...] = ()
+        found: Tuple[Finding, ...] = ()
         counts = {}
         if w.bad_entries and i == 0:
             counts = {"bad_pointer": w.bad_entries}
-            findings = (Finding("bad_pointer", "4k", -1, 0,
+            found = (Finding("bad_pointer", "4k", -1, 0,
                                 f"{w.bad_entries} chunk entries are not struct page "
                                 "pointers"),)
         walks.append(ListWalk("4k" if i == 0 else "2m", state.balloon.address_,
                               1 if i == 0 else 512, pages, w.complete, False, 0, 0,
-                              findings, counts))
+                              found, counts))
     findings = [f for x in walks for f in x.findings]
     if w.frames != state.size_frames:
         findings.append(Finding("size_mismatch", "", -1, 0,

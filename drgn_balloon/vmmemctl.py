@@ -101,7 +101,7 @@ def find_global_balloon(prog: Program) -> Optional[int]:
 
 
 def _chunks(prog: Program, v: VmmemctlVariant, head: int) -> Tuple[List[int], bool]:
-    chunks = []
+    chunks: List[int] = []
     if v.list_kind == "null":
         chunk = prog.read_u64(head)
         while chunk and len(chunks) < MAX_CHUNKS:

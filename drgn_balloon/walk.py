@@ -66,7 +66,7 @@ class Finding(NamedTuple):
     #: ``"4k"``, ``"2m"`` or ``""`` for the balloon as a whole.
     list: str
     #: Position in the list (0 is the first page), or -1.
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     #: The address concerned (a pointer or a ``struct page``), or 0.
     address: int
     message: str
@@ -310,6 +310,7 @@ class _Walker:
                     f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned")
         offline = g.offline
         if offline is not None:
+            bad: int
             if fpp == 1:
                 bad = 0 if offline.is_offline(node.page_type or 0) else 1
             else:
