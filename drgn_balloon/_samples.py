@@ -38,7 +38,11 @@ def manifest(name: str) -> Dict[str, Any]:
 
 
 def vmcore(name: str) -> str:
-    return os.path.join(SAMPLES, name, "vmcore")
+    # An ELF sample is stored as vmcore.xz (ELF does not compress itself).
+    path = os.path.join(SAMPLES, name, "vmcore")
+    if not os.path.exists(path) and os.path.exists(path + ".xz"):
+        return _decompressed(path + ".xz")
+    return path
 
 
 def _sha256(path: str) -> str:

@@ -260,3 +260,24 @@ def test_live_kernel_needs_root(monkeypatch, capsys):
 def test_usage_error_exit_code():
     r = run(BALLOON_REPORT + ["--no-such-option"])
     assert r.returncode == 2
+
+
+@pytest.mark.parametrize("fraction", [0.0001, 0.5, 0.999])
+def test_truncated_elf_dump(tmp_path, fraction):
+    elf = [n for n in _samples.sample_names()
+           if _samples.manifest(n)["dump"]["format"].startswith("ELF")]
+    assert elf, "an ELF sample is committed"
+    name = elf[0]
+    data = open(_samples.vmcore(name), "rb").read()
+    path = tmp_path / "vmcore"
+    path.write_bytes(data[: int(len(data) * fraction)])
+    assert_one_line(run(BALLOON_REPORT + [str(path)] + symbols(name)), EXIT_BAD_DUMP,
+                    "truncated")
+
+
+def test_elf_dump_report():
+    name = [n for n in _samples.sample_names()
+            if _samples.manifest(n)["dump"]["format"].startswith("ELF")][0]
+    r = run(BALLOON_REPORT + [_samples.vmcore(name), "--json"] + symbols(name))
+    assert r.returncode == EXIT_OK, r.stderr
+    check_json(json.loads(r.stdout), name)

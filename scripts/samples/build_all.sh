@@ -34,10 +34,14 @@ for s in $SAMPLES; do
     echo "== sample $s (log: $CACHE/logs/sample-$s.log)"
     python3 "$HERE/make_sample.py" --out "$OUT" "${s%%-*}" "${s#*-}" > "$CACHE/logs/sample-$s.log" 2>&1
 done
+echo "== sample 6.1-4k-elf (log: $CACHE/logs/sample-6.1-4k-elf.log)"
+python3 "$HERE/make_sample.py" --out "$OUT" --elf 6.1 4k > "$CACHE/logs/sample-6.1-4k-elf.log" 2>&1
 if [ "${1:-}" = --large ]; then
-    echo "== large sample (log: $CACHE/logs/sample-6.12-large.log)"
-    python3 "$HERE/make_sample.py" 6.12 large > "$CACHE/logs/sample-6.12-large.log" 2>&1
+    for s in large large4k; do
+        echo "== benchmark sample 6.12-$s (log: $CACHE/logs/sample-6.12-$s.log)"
+        python3 "$HERE/make_sample.py" 6.12 $s > "$CACHE/logs/sample-6.12-$s.log" 2>&1
+    done
 fi
-python3 "$HERE/check_samples.py" $(for s in $SAMPLES; do echo "$OUT/$s"; done)
+python3 "$HERE/check_samples.py" $(for s in $SAMPLES 6.1-4k-elf; do echo "$OUT/$s"; done)
 du -sh "$OUT"/*
 echo "all done after $(( $(date +%s) - T0 )) s"

@@ -46,7 +46,19 @@ def check(sample_dir):
     if not manifest["balloon_module_loaded"]:
         files = [f for f in files if not f.endswith(".ko")]
     prog = drgn.Program()
-    prog.set_core_dump(os.path.join(sample_dir, "vmcore"))
+    vmcore = os.path.join(sample_dir, "vmcore")
+    if not os.path.exists(vmcore):  # an ELF sample, stored as vmcore.xz
+        import lzma
+        import shutil
+        import tempfile
+
+        tmp = tempfile.NamedTemporaryFile(suffix=".vmcore", delete=False)
+        with lzma.open(vmcore + ".xz") as src, tmp:
+            shutil.copyfileobj(src, tmp, 1 << 20)
+        vmcore = tmp.name
+    prog.set_core_dump(vmcore)
+    if vmcore != os.path.join(sample_dir, "vmcore"):
+        os.unlink(vmcore)  # drgn holds it open
     try:
         prog.load_debug_info(files)
     except drgn.MissingDebugInfoError as e:

@@ -460,11 +460,14 @@ def main():
                                   "$CACHE/large for the large scenario)")
     ap.add_argument("--dump-level", type=int, default=31)
     ap.add_argument("--keep-elf", action="store_true", help="keep QEMU's ELF dump")
+    ap.add_argument("--elf", action="store_true",
+                    help="store the sample as an ELF dump (makedumpfile -E, the same "
+                    "dump level), xz-compressed as vmcore.xz; the name gets -elf")
     args = ap.parse_args()
 
     t_start = time.time()
     sc = SCENARIOS[args.scenario]
-    name = "%s-%s" % (args.kernel, args.scenario)
+    name = "%s-%s" % (args.kernel, args.scenario) + ("-elf" if args.elf else "")
     kdir = os.path.join(CACHE, "kernels", args.kernel)
     for f in ("bzImage", "vmlinux", "vmw_balloon.ko", "vmw_vmci.ko", "config", "release"):
         if not os.path.exists(os.path.join(kdir, f)):
@@ -565,6 +568,22 @@ def main():
             dump_note = ("-d %d excluded pages drgn needs (slab pages counted as user pages "
                          "by %s on this kernel); used -d %d" % (level, mdf_version, level & ~8))
             level &= ~8
+    dump_format = "kdump-compressed (zlib)"
+    if args.elf:
+        # The same pages as the kdump file, in ELF (makedumpfile -E).
+        elf_out = os.path.join(work, "vmcore.filtered.elf")
+        if os.path.exists(elf_out):
+            os.unlink(elf_out)
+        p = subprocess.run([mdf, "-E", "-d", str(level), elf, elf_out],
+                           capture_output=True, text=True)
+        sys.stdout.write(p.stdout + p.stderr)
+        if p.returncode != 0:
+            raise SystemExit("makedumpfile -E failed")
+        drgn_check(elf_out, os.path.join(kdir, "vmlinux"),
+                   os.path.join(kdir, "vmw_balloon.ko"), loaded)
+        run(["xz", "-9", "-T2", "-f", elf_out])
+        dump_format = ("ELF (makedumpfile -E), stored xz-compressed as vmcore.xz and "
+                       "decompressed on first use")
     if not args.keep_elf:
         os.unlink(elf)
     log("drgn: %s" % check)
@@ -583,8 +602,9 @@ def main():
     kernels_dir = store_kernel(kdir, release, samples_root, work)
     sample_dir = os.path.join(samples_root, name)
     os.makedirs(sample_dir, exist_ok=True)
-    shutil.copy(kdump, os.path.join(sample_dir, "vmcore"))
-    os.chmod(os.path.join(sample_dir, "vmcore"), 0o644)
+    stored = os.path.join(sample_dir, "vmcore.xz" if args.elf else "vmcore")
+    shutil.copy(os.path.join(work, "vmcore.filtered.elf.xz") if args.elf else kdump, stored)
+    os.chmod(stored, 0o644)
     manifest = {
         "name": name,
         "description": sc["description"],
@@ -606,7 +626,7 @@ def main():
         "qemu_cmdline": qemu,
         "memory_mib": sc["memory_mib"],
         "dump": dict({"tool": mdf_version, "dump_level": level,
-                      "format": "kdump-compressed (zlib)"},
+                      "format": dump_format},
                      **({"note": dump_note} if dump_note else {})),
         "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "build_seconds": int(time.time() - t_start),
@@ -617,7 +637,7 @@ def main():
         f.write("\n")
     shutil.copy(console_log, os.path.join(work, "console.saved.log"))
     log("sample %s: %s (%.1f MB), drgn check %s" % (
-        name, sample_dir, os.path.getsize(os.path.join(sample_dir, "vmcore")) / 1e6, check))
+        name, sample_dir, os.path.getsize(stored) / 1e6, check))
 
 
 if __name__ == "__main__":
