@@ -12,7 +12,7 @@ console script, which opens the vmcore (or the live kernel) itself.
 import argparse
 import os
 import sys
-from typing import Callable, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import (
     EXIT_CODES,
@@ -26,30 +26,36 @@ from .errors import (
     NotRoot,
 )
 
-__all__ = ["add_report_arguments", "main", "run_report", "guarded"]
-
-T = TypeVar("T")
+__all__ = ["REPORT_OPTIONS", "add_report_arguments", "main", "run_report", "guarded"]
 
 _EPILOG = "exit codes:\n" + "\n".join(
     f"  {code:>3}  {text}" for code, text in sorted(EXIT_CODES.items())
 )
 
 
+#: The options every entry point takes: (flags, argparse keywords). The
+#: console script and the drgn script add them to their parsers, the drgn
+#: command turns them into drgn.commands.argument()s.
+REPORT_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
+    (("--json",), dict(action="store_true",
+                       help="print a JSON document instead of the text report")),
+    (("--no-verify",), dict(dest="verify", action="store_false",
+                            help="skip the page-by-page walk of the balloon's lists")),
+    (("--slow-walk",), dict(dest="fast", action="store_false",
+                            help="walk with one drgn Object per page (the reference "
+                            "implementation; slower)")),
+    (("--no-rss",), dict(dest="rss", action="store_false",
+                         help="do not add up the processes' RSS")),
+    (("-s", "--symbols"), dict(action="append", default=[], metavar="FILE",
+                               help="debug info file (vmlinux, vmw_balloon.ko) or "
+                               "directory to search; may be repeated")),
+)
+
+
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every entry point takes."""
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON document instead of the text report")
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="skip the page-by-page walk of the balloon's lists")
-    parser.add_argument("--slow-walk", dest="fast", action="store_false",
-                        help="walk with one drgn Object per page (the reference "
-                        "implementation; slower)")
-    parser.add_argument("--no-rss", dest="rss", action="store_false",
-                        help="do not add up the processes' RSS")
-    parser.add_argument("-s", "--symbols", action="append", default=[],
-                        metavar="FILE",
-                        help="debug info file (vmlinux, vmw_balloon.ko) or "
-                        "directory to search; may be repeated")
+    """Add :data:`REPORT_OPTIONS` to a parser."""
+    for flags, kwargs in REPORT_OPTIONS:
+        parser.add_argument(*flags, **kwargs)
 
 
 def _progress_printer() -> Optional[Callable[[str, int], None]]:

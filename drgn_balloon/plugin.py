@@ -51,20 +51,12 @@ def _cmd_balloon(prog: Any, name: str, args: argparse.Namespace, **kwargs: Any) 
 
 
 if linux_kernel_command is not None:
+    from .cli import REPORT_OPTIONS
+
     _cmd_balloon = linux_kernel_command(
         description="where did my memory go? the VMware balloon, verified",
         long_description="Find the VMware balloon (vmw_balloon), verify its "
         "pages one by one and compare it with the kernel's page accounting.",
-        arguments=(
-            argument("--json", action="store_true", help="print JSON"),
-            argument("--no-verify", dest="verify", action="store_false",
-                     help="skip the page walk"),
-            argument("--slow-walk", dest="fast", action="store_false",
-                     help="walk with drgn Objects (reference implementation)"),
-            argument("--no-rss", dest="rss", action="store_false",
-                     help="do not add up the processes' RSS"),
-            argument("-s", "--symbols", action="append", default=[], metavar="FILE",
-                     help="debug info for the balloon module"),
-            drgn_argument,
-        ),
+        arguments=tuple(argument(*flags, **kwargs) for flags, kwargs in REPORT_OPTIONS)
+        + (drgn_argument,),
     )(_cmd_balloon)
