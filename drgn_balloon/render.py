@@ -162,7 +162,8 @@ def render_text(report: Report) -> str:
     out.append("")
     fk = m["free_kib"]
     out.append("free (KiB)")
-    out.append(_table([["Mem:", fk["total"], fk["used"], fk["free"], fk["shared"], fk["buff_cache"]]],
+    out.append(_table([["Mem:", fk["total"], fk["used"], fk["free"], fk["shared"],
+                        fk["buff_cache"]]],
                       ["", "total", "used", "free", "shared", "buff/cache"]))
     out.append("")
     out.append("Verdict")

@@ -15,6 +15,7 @@ import pytest
 
 from drgn_balloon import _samples
 from drgn_balloon.errors import (
+    EXIT_UNREADABLE,
     EXIT_BAD_DUMP,
     EXIT_NO_DEBUG_INFO,
     EXIT_NOT_ROOT,
@@ -279,5 +280,12 @@ def test_elf_dump_report():
     name = [n for n in _samples.sample_names()
             if _samples.manifest(n)["dump"]["format"].startswith("ELF")][0]
     r = run(BALLOON_REPORT + [_samples.vmcore(name), "--json"] + symbols(name))
+    import drgn
+    if drgn.__version__ == "0.0.22":
+        # drgn 0.0.22 cannot translate kernel addresses in this ELF dump
+        # ("recursive address translation"): one line, exit 8 (README,
+        # Known limits). Newer drgn reads it.
+        assert_one_line(r, EXIT_UNREADABLE, "cannot read")
+        return
     assert r.returncode == EXIT_OK, r.stderr
     check_json(json.loads(r.stdout), name)
