@@ -94,7 +94,11 @@ def verify_balloon(
         g = page_geometry(prog, compaction_era=state.era.dev_info)
     walks = []
     for entry in balloon_lists(state.balloon, state.era):
-        reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)
+        reader: object
+        try:
+            reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)
+        except ValueError:  # struct page not in 8-byte words: read Objects
+            reader = ObjectPageReader(prog, g)
         head = entry.head.address_
         walks.append(
             walk_list(
