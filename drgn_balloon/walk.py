@@ -19,7 +19,9 @@ page as a drgn ``Object`` (what a drgn user would write). Both feed one loop,
 so they give identical results.
 """
 
+import struct
 import time
+from array import array
 from collections import OrderedDict
 from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
@@ -404,7 +406,10 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
     # instead of divide and modulo.
     page_shift = size.bit_length() - 1 if size & (size - 1) == 0 else None
     lo = hi = 0  # lru addresses covered by the current block
-    first_pfn = 0
+    first_pfn = count = 0
+    runs: Optional[_Runs] = None
+    runs_by_block: Dict[int, _Runs] = {}  # by the block's first PFN
+    next_report = 0x10000
     words: memoryview = memoryview(b"")
     prev_node = w.prev_node
     pages = w.pages
@@ -431,9 +436,31 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                         fast += 1
                         prev_node = cur
                         cur = words[i]
-                        if not pages & 0xFFFF and progress is not None:
+                        step_ = cur - prev_node
+                        if (step_ == size or step_ == -size) and lo <= cur < hi:
+                            # A run of adjacent struct pages (the buddy
+                            # allocator hands out order-0 pages in PFN order):
+                            # check up to RUN_CHUNK of them at once.
+                            if runs is None:
+                                runs = runs_by_block.get(first_pfn)
+                                if runs is None or runs.words is not words:
+                                    if len(runs_by_block) >= 2 * reader.max_blocks:
+                                        runs_by_block.pop(next(iter(runs_by_block)))
+                                    runs = runs_by_block[first_pfn] = _Runs(
+                                        words, lo, count, size, stride, lru_word,
+                                        pt_delta, priv_delta, mask, want, expect,
+                                        first_pfn)
+                            r = runs.run(seen, (cur - lo) // size, step_ > 0)
+                            if r:
+                                pages += r
+                                fast += r
+                                prev_node = cur + (r - 1) * step_
+                                i = ((prev_node - lo) // size) * stride + lru_word
+                                cur = words[i]
+                        if pages >= next_report:
+                            next_report += 0x10000
                             now = time.monotonic()
-                            if now - tick > 0.5:
+                            if progress is not None and now - tick > 0.5:
                                 progress(pages)
                                 tick = now
                         continue
@@ -446,6 +473,7 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                     loaded = reader._load(block)
                 if loaded is not None:
                     words = loaded
+                    runs = None
                     first_pfn = block * block_pages
                     count = len(words) // stride
                     lo = base + first_pfn * size
@@ -466,6 +494,101 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
     if check_private:
         w.private_matches += fast
     return None
+
+
+#: Nodes checked at once in a run of adjacent struct pages.
+RUN_CHUNK = 512
+
+
+class _Runs:
+    # Checks runs of adjacent struct pages in one block with byte
+    # comparisons (memcmp in C) against a template of the lru addresses of
+    # the block's pages, built once per block from small ints.
+
+    def __init__(self, words: memoryview, lo: int, count: int, size: int,
+                 stride: int, lru_word: int, pt_delta: int, priv_delta: int,
+                 mask: int, want: int, expect: Optional[int], first_pfn: int) -> None:
+        self.words = words
+        self.halves = words.cast("B").cast("I")
+        self.lo, self.count, self.size, self.stride = lo, count, size, stride
+        self.lru_word, self.pt_delta, self.priv_delta = lru_word, pt_delta, priv_delta
+        self.mask, self.want, self.expect = mask, want, expect
+        self.first_pfn = first_pfn
+        self.high = lo >> 32
+        low = lo & 0xFFFFFFFF
+        # The lru addresses of the block's pages share their upper 32 bits
+        # unless the block straddles a 4 GiB boundary: then no runs here.
+        self.ok = low + count * size <= 1 << 32
+        self.template = memoryview(array("I", range(low, low + count * size, size))) \
+            if self.ok else None
+        self.high_bytes = struct.pack("<I", self.high)
+        self.private_bytes = struct.pack("<Q", expect) if expect is not None else b""
+
+    def _col(self, view: memoryview, start: int, step: int, n: int) -> bytes:
+        stop = start + n * step
+        return view[start:stop if stop >= 0 else None:step].tobytes()
+
+    def run(self, seen: bytearray, k0: int, forward: bool) -> int:
+        # Page k0 of the block is a node whose previous node is page k0 -/+ 1.
+        # Return how many nodes from k0 on, at most RUN_CHUNK, continue the
+        # run and are plainly fine (each links to the next page of the run
+        # and back to the one before, not passed yet, offline, expected
+        # private), marking them seen; or 0, changing nothing. The last
+        # node's next is not checked: the caller follows it.
+        d = 1 if forward else -1
+        count = self.count
+        prev_k = k0 - d
+        if not self.ok or not 0 <= prev_k < count:
+            return 0
+        m = min(RUN_CHUNK, count - k0 if forward else k0 + 1)
+        if m < 2:
+            return 0
+        template = self.template
+        assert template is not None
+        halves = self.halves
+        s2 = 2 * self.stride * d
+        i0 = 2 * (k0 * self.stride + self.lru_word)
+        nexts = self._col(halves, i0, s2, m)
+        expected = self._col(template, k0 + d, d, m)
+        # At the block's edge the template ends one page early: the last
+        # node's next is the caller's to follow anyway.
+        if nexts[: len(expected)] == expected:
+            r = m
+        else:
+            # The first node whose next leaves the run ends it.
+            good, bad = 0, m
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if nexts[: 4 * mid] == expected[: 4 * mid]:
+                    good = mid
+                else:
+                    bad = mid
+            r = good + 1
+            if r < 2:
+                return 0
+        if (self._col(halves, i0 + 1, s2, r - 1) != self.high_bytes * (r - 1)
+                or self._col(halves, i0 + 2, s2, r) != self._col(template, prev_k, d, r)
+                or self._col(halves, i0 + 3, s2, r) != self.high_bytes * r):
+            return 0
+        pfn0 = self.first_pfn + k0
+        first, last = (pfn0, pfn0 + r - 1) if forward else (pfn0 - r + 1, pfn0)
+        if seen.find(1, first, last + 1) != -1:
+            return 0
+        words = self.words
+        ws = self.stride * d
+        w0 = k0 * self.stride + self.lru_word
+        types = self._col(words, w0 + self.pt_delta, ws, r)
+        if types != types[:8] * r:
+            if any(t & self.mask != self.want
+                   for t in set(words[w0 + self.pt_delta::ws][:r].tolist())):
+                return 0
+        elif int.from_bytes(types[:8], "little") & self.mask != self.want:
+            return 0
+        if self.expect is not None and \
+                self._col(words, w0 + self.priv_delta, ws, r) != self.private_bytes * r:
+            return 0
+        seen[first:last + 1] = b"\x01" * r
+        return r
 
 
 def _slow_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) -> Optional[int]:

@@ -174,6 +174,36 @@ def _pages_missing(prog):
     hole(prog, page, g.page_size)
 
 
+def _in_run(prog, index, offset, data):
+    # Overwrite a field of the struct page of list node *index* (the samples'
+    # lists are long runs of adjacent struct pages: this lands inside one).
+    from drgn_balloon.pages import page_geometry
+
+    _, heads = _heads(prog)
+    node = list_nodes(prog, heads["4k"], index + 1)[index]
+    overlay(prog, node - page_geometry(prog).lru + offset, data)
+
+
+def _run_page_type(prog):
+    from drgn_balloon.pages import page_geometry
+
+    _in_run(prog, 100, page_geometry(prog).page_type, struct.pack("<I", 0xFFFFFFFF))
+
+
+def _run_private(prog):
+    from drgn_balloon.pages import page_geometry
+
+    _in_run(prog, 200, page_geometry(prog).private, struct.pack("<Q", 0xFFFF888012345678))
+
+
+def _run_high_half(prog):
+    # A next pointer right in its low 32 bits, wrong in its high 32 bits.
+    _, heads = _heads(prog)
+    nodes = list_nodes(prog, heads["4k"], 160)
+    wrong = nodes[151] ^ (1 << 40)
+    overlay(prog, nodes[150], struct.pack("<Q", wrong))
+
+
 def _never_initialised(prog):
     s, heads = _heads(prog)
     for head in heads.values():
@@ -221,6 +251,12 @@ def cases() -> List[Case]:
              _prev_disagrees, [EXIT_FINDINGS], ["prev_mismatch"]),
         Case("page-not-in-dump", "struct page of a ballooned page missing from the dump",
              base, _pages_missing, [EXIT_FINDINGS], ["not_in_dump"]),
+        Case("run-not-offline", "node 100, inside a run of adjacent pages, not offline",
+             base, _run_page_type, [EXIT_FINDINGS], ["not_offline"]),
+        Case("run-bad-private", "node 200, inside a run, private points elsewhere",
+             base, _run_private, [EXIT_FINDINGS], ["bad_private"]),
+        Case("run-next-high-half", "node 150's next: right low 32 bits, wrong high ones",
+             base, _run_high_half, [EXIT_FINDINGS], ["bad_pointer"]),
         Case("never-initialised", "list heads NULL: module loaded, never initialised",
              base, _never_initialised, [EXIT_NOT_VMWARE]),
         Case("no-driver", "vmw_balloon not in the module list, no module debug info",

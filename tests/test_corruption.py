@@ -51,7 +51,9 @@ def test_case(name, json_output):
 
 
 @pytest.mark.parametrize("name", ["list-cyclic", "next-outside-memmap",
-                                  "prev-disagrees", "page-not-in-dump"])
+                                  "prev-disagrees", "page-not-in-dump",
+                                  "run-not-offline", "run-bad-private",
+                                  "run-next-high-half"])
 def test_fast_and_object_walks_stop_alike(name):
     maybe_skip(name)
     case = CASES[name]
