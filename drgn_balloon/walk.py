@@ -444,7 +444,7 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                             if runs is None:
                                 runs = runs_by_block.get(first_pfn)
                                 if runs is None or runs.words is not words:
-                                    if len(runs_by_block) >= 2 * reader.max_blocks:
+                                    if len(runs_by_block) >= reader.max_blocks:
                                         runs_by_block.pop(next(iter(runs_by_block)))
                                     runs = runs_by_block[first_pfn] = _Runs(
                                         words, lo, count, size, stride, lru_word,
