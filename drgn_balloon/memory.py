@@ -226,19 +226,40 @@ def _page_size(prog: Program) -> int:
         return 4096
 
 
-def _task_rss_pages(task: Object) -> int:
+def _rss_members(prog: Program) -> Tuple[int, ...]:
+    # get_mm_rss() = MM_FILEPAGES + MM_ANONPAGES + MM_SHMEMPAGES (the last
+    # since v4.5); MM_SWAPENTS is not resident.
+    members = []
+    for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"):
+        try:
+            members.append(prog[name].value_())
+        except (KeyError, LookupError):
+            pass
+    return tuple(members)
+
+
+def _task_rss_pages(task: Object, members: Tuple[int, ...]) -> int:
+    # The exact count, as /proc/PID/status and statm show it, from drgn's
+    # task_rss() (per-CPU deltas summed). drgn < 0.0.24 lacks it: then
+    # get_mm_counter() of each member, clamped at 0, as /proc/PID/stat shows
+    # it (since v6.2 the approximate count of the percpu_counter mm->rss_stat[];
+    # before, the atomic_long_t mm->rss_stat.count[]).
     try:
         from drgn.helpers.linux.mm import task_rss
-
-        rss = task_rss(task)
-        return int(rss.file + rss.anon + rss.shmem)
     except ImportError:
         pass
-    # drgn < 0.0.28: mm->rss_stat.count[] (before v6.2), without the per-thread
-    # caches of SPLIT_RSS_COUNTING, which are at most a few dozen pages.
-    mm = task.mm
-    counts = mm.rss_stat.count
-    return sum(max(counts[i].counter.value_(), 0) for i in range(counts.type_.length))
+    else:
+        rss_ = task_rss(task)
+        return int(rss_.file + rss_.anon + rss_.shmem)
+    rss = task.mm.rss_stat
+    total = 0
+    for i in members:
+        try:
+            value = rss[i].count.value_()
+        except (TypeError, LookupError, AttributeError):
+            value = rss.count[i].counter.value_()
+        total += max(value, 0)
+    return total
 
 
 def _for_each_process(prog: Program) -> Iterator[Object]:
@@ -262,11 +283,12 @@ def processes_rss(prog: Program) -> Tuple[Optional[int], int]:
     """
     total = 0
     count = 0
+    members = _rss_members(prog)
     try:
         for task in _for_each_process(prog):
             if not task.mm.value_():
                 continue
-            total += _task_rss_pages(task)
+            total += _task_rss_pages(task, members)
             count += 1
     except (FaultError, LookupError, AttributeError):
         return None, count
