@@ -25,11 +25,6 @@ __all__ = [
     "missing_error",
 ]
 
-#: The directories drgn's standard finder searches (drgn's
-#: ``docs/getting_debugging_symbols.rst``), for the error message.
-STANDARD_DEBUG_DIRECTORIES = ("/usr/lib/debug",)
-
-
 _CORE_PATHS: Dict[int, str] = {}
 
 

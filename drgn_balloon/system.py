@@ -152,14 +152,13 @@ def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:
 
     :raises FaultError: if the module list is not in the dump.
     """
-    if True:
-        for mod in for_each_loaded_module(prog):
-            if mod.name.string_().decode("utf-8", "replace") == name:
-                version = srcversion = None
-                try:
-                    version = _read_string(mod.version)
-                    srcversion = _read_string(mod.srcversion)
-                except (AttributeError, LookupError):
-                    pass
-                return ModuleInfo(name, mod, version, srcversion)
+    for mod in for_each_loaded_module(prog):
+        if mod.name.string_().decode("utf-8", "replace") == name:
+            version = srcversion = None
+            try:
+                version = _read_string(mod.version)
+                srcversion = _read_string(mod.srcversion)
+            except (AttributeError, LookupError):
+                pass
+            return ModuleInfo(name, mod, version, srcversion)
     return None
