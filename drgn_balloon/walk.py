@@ -181,8 +181,6 @@ class BulkPageReader:
             self.page_type_word = None
             self.page_type_shift = 0
         self.blocks: "OrderedDict[int, Optional[memoryview]]" = OrderedDict()
-        #: Bytes read from the dump, for the benchmark.
-        self.bytes_read = 0
 
     def _load(self, block: int) -> Optional[memoryview]:
         g = self.geometry
@@ -191,7 +189,6 @@ class BulkPageReader:
         try:
             data = self.prog.read(g.vmemmap + first * g.page_size, count * g.page_size)
             words: Optional[memoryview] = memoryview(data).cast("Q")
-            self.bytes_read += len(data)
         except FaultError:
             # Part of the block is missing (a hole in the memory map or pages
             # left out of the dump): read this block page by page.
@@ -210,7 +207,6 @@ class BulkPageReader:
         if words is None:
             g = self.geometry
             data = self.prog.read(g.vmemmap + pfn * g.page_size, g.page_size)
-            self.bytes_read += len(data)
             return memoryview(data).cast("Q"), 0
         return words, index * self.stride
 
