@@ -15,7 +15,7 @@ from typing import Any, List, Optional, Sequence
 
 from tabulate import tabulate
 
-from .report import Report
+from .report import Report, human_bytes
 
 __all__ = ["escape", "render_json", "render_text"]
 
@@ -37,14 +37,7 @@ def escape(value: Optional[str]) -> str:
 
 
 def _bytes(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
+    return "-" if n is None else human_bytes(n)
 
 
 def _yes(value: Optional[bool]) -> str:

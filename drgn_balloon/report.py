@@ -20,7 +20,7 @@ from .system import dmi_string, hypervisor, kernel_release
 from .verify import Verification, verify_balloon
 from .walk import Finding
 
-__all__ = ["SCHEMA_VERSION", "Report", "balloon_report", "verdict"]
+__all__ = ["SCHEMA_VERSION", "Report", "balloon_report", "human_bytes", "verdict"]
 
 #: Version of the JSON document (see README, "JSON schema"). Bumped when a
 #: key changes meaning or disappears; adding keys does not bump it.
@@ -58,7 +58,8 @@ class Report(NamedTuple):
         return _to_dict(self)
 
 
-def _human(nbytes: int) -> str:
+def human_bytes(nbytes: int) -> str:
+    """A size in binary units, e.g. ``"156.2 MiB"`` (bytes as a whole number)."""
     value = float(nbytes)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(value) < 1024 or unit == "TiB":
@@ -103,10 +104,10 @@ def verdict(state: BalloonState, memory: MemoryAccounting,
                      "has not (yet) answered it")
         text += "."
         if unaccounted:
-            text += (f" {_human(unaccounted * page)} in use is explained by no "
+            text += (f" {human_bytes(unaccounted * page)} in use is explained by no "
                      "counter, and it is not the balloon's.")
         return text
-    text = (f"The VMware balloon holds {_human(size * 4096)} "
+    text = (f"The VMware balloon holds {human_bytes(size * 4096)} "
             f"({size:,} frames, {how}).")
     counted = _counted_in_balloon_line(state, memory, verification)
     hidden = size - counted
@@ -116,9 +117,9 @@ def verdict(state: BalloonState, memory: MemoryAccounting,
     if hidden and unaccounted:
         share = min(hidden * 4096, unaccounted * page) / (unaccounted * page)
         text += (f" {'The rest' if counted else 'That'} is {share:.0%} of the "
-                 f"{_human(unaccounted * page)} that no counter explains.")
+                 f"{human_bytes(unaccounted * page)} that no counter explains.")
     elif unaccounted:
-        text += (f" The {_human(unaccounted * page)} that no counter explains "
+        text += (f" The {human_bytes(unaccounted * page)} that no counter explains "
                  "is not the balloon's.")
     text += (" This is expected on an overcommitted ESX host: the hypervisor "
              "reclaimed this memory from the guest through the balloon, and it "
