@@ -11,7 +11,7 @@ It reads the file and never writes to it.
 
 import os
 import struct
-from typing import Optional
+from typing import List, Optional, Tuple
 
 __all__ = ["truncation", "vmcoreinfo"]
 
@@ -21,21 +21,33 @@ _KDUMP_BLOCK_SIZE_OFFSET = 428  # block_size, sub_hdr_size, bitmap_blocks
 _PAGE_DESC = struct.Struct("<qIIQ")  # offset, size, flags, page_flags
 
 
-def _elf_end(f, size: int) -> Optional[int]:
+def _elf_program_headers(f) -> Tuple[int, List[Tuple[int, int, int]]]:
+    # (where the program header table ends, [(p_type, p_offset, p_filesz)])
+    # of a 64-bit little-endian ELF file; (0, []) for anything else, and no
+    # headers if the file ends inside the table.
     head = f.read(64)
     if len(head) < 64 or head[4] != 2 or head[5] != 1:  # ELFCLASS64, little endian
-        return None
+        return 0, []
     phoff = struct.unpack_from("<Q", head, 32)[0]
     phentsize, phnum = struct.unpack_from("<HH", head, 54)
-    if phoff + phentsize * phnum > size:
-        return phoff + phentsize * phnum
     f.seek(phoff)
     table = f.read(phentsize * phnum)
-    end = 0
+    if len(table) < phentsize * phnum:
+        return phoff + phentsize * phnum, []
+    headers = []
     for i in range(phnum):
-        _, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
-        end = max(end, offset + filesz)
-    return end
+        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        headers.append((p_type, offset, filesz))
+    return phoff + phentsize * phnum, headers
+
+
+def _elf_end(f, size: int) -> Optional[int]:
+    table_end, headers = _elf_program_headers(f)
+    if not table_end:
+        return None
+    if table_end > size:
+        return table_end
+    return max((offset + filesz for _, offset, filesz in headers), default=0)
 
 
 def _popcount(data: bytes) -> int:
@@ -101,13 +113,7 @@ def truncation(path: str) -> Optional[str]:
 
 
 def _elf_vmcoreinfo(f) -> Optional[bytes]:
-    head = f.read(64)
-    phoff = struct.unpack_from("<Q", head, 32)[0]
-    phentsize, phnum = struct.unpack_from("<HH", head, 54)
-    f.seek(phoff)
-    table = f.read(phentsize * phnum)
-    for i in range(phnum):
-        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+    for p_type, offset, filesz in _elf_program_headers(f)[1]:
         if p_type != 4:  # PT_NOTE
             continue
         f.seek(offset)
