@@ -187,19 +187,6 @@ def _percpu(prog: Program) -> Optional[int]:
         return None
 
 
-def _hugetlb(prog: Program) -> Optional[int]:
-    try:
-        hstates = prog["hstates"]
-        count = prog["hugetlb_max_hstate"].value_()
-    except (KeyError, LookupError):
-        return 0  # no CONFIG_HUGETLB_PAGE: no huge pages
-    total = 0
-    for i in range(count):
-        h = hstates[i]
-        total += h.nr_huge_pages.value_() << h.order.value_()
-    return total
-
-
 def _hugepage_pools(prog: Program) -> Tuple[Tuple[int, int, int], ...]:
     # struct hstate hstates[hugetlb_max_hstate] (mm/hugetlb.c): what
     # HugePages_Total/HugePages_Free and hugepages-*kB in sysfs show.
@@ -209,13 +196,10 @@ def _hugepage_pools(prog: Program) -> Tuple[Tuple[int, int, int], ...]:
     except (KeyError, LookupError):
         return ()
     pools = []
-    try:
-        for i in range(count):
-            h = hstates[i]
-            pools.append((4 << h.order.value_(), h.nr_huge_pages.value_(),
-                          h.free_huge_pages.value_()))
-    except FaultError:
-        return ()
+    for i in range(count):
+        h = hstates[i]
+        pools.append((4 << h.order.value_(), h.nr_huge_pages.value_(),
+                      h.free_huge_pages.value_()))
     return tuple(pools)
 
 
@@ -309,6 +293,9 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         cached = max(file_pages - (swapcached or 0) - (buffers or 0), 0)
     kernel_stack_kb = _vm_stat(prog, "NR_KERNEL_STACK_KB")
     page_size = _page_size(prog)
+    reclaimable = _vm_stat(prog, "NR_SLAB_RECLAIMABLE_B", "NR_SLAB_RECLAIMABLE")
+    # HugeTLB: every pool's pages, in 4 KiB pages (no pools: no hugetlbfs, 0).
+    pools = _hugepage_pools(prog)
     counters: Dict[str, Optional[int]] = {
         "Buffers": buffers,
         "Cached": cached,
@@ -316,10 +303,10 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         "AnonPages": _vm_stat(prog, "NR_ANON_MAPPED", "NR_ANON_PAGES"),
         "Shmem": _vm_stat(prog, "NR_SHMEM"),
         "Slab": _sum(
-            _vm_stat(prog, "NR_SLAB_RECLAIMABLE_B", "NR_SLAB_RECLAIMABLE"),
+            reclaimable,
             _vm_stat(prog, "NR_SLAB_UNRECLAIMABLE_B", "NR_SLAB_UNRECLAIMABLE"),
         ),
-        "SReclaimable": _vm_stat(prog, "NR_SLAB_RECLAIMABLE_B", "NR_SLAB_RECLAIMABLE"),
+        "SReclaimable": reclaimable,
         "KernelStack": (
             kernel_stack_kb * 1024 // page_size if kernel_stack_kb is not None else None
         ),
@@ -327,7 +314,8 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         "SecPageTables": _vm_stat(prog, "NR_SECONDARY_PAGETABLE"),
         "VmallocUsed": _vmalloc(prog),
         "Percpu": _percpu(prog),
-        "HugeTLB": _hugetlb(prog),
+        "HugeTLB": sum(total * size_kib * 1024 // page_size
+                       for size_kib, total, _ in pools),
         "Balloon": _vm_stat(prog, "NR_BALLOON_PAGES"),  # v6.16+
     }
     rss_pages, processes = processes_rss(prog) if rss else (None, 0)
@@ -338,5 +326,5 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         counters=counters,
         rss=rss_pages,
         processes=processes,
-        hugepages=_hugepage_pools(prog),
+        hugepages=pools,
     )
