@@ -103,7 +103,8 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
         out["peak_rss_mb"] = _rss_mb()
         return out
     state = balloon_state(prog)
-    geometry = page_geometry(prog)
+    # The same geometry verify_balloon() uses (offline rule included).
+    geometry = page_geometry(prog, compaction_era=state.era.dev_info)
     if mode == "limit":
         # The blocks the bulk reader loads for this balloon (found first,
         # untimed), then read again without parsing.
