@@ -22,19 +22,32 @@ from typing import Optional, Sequence
 
 from drgn import Program
 
-from .balloon import BalloonState, balloon_state as _balloon_state, find_balloon as _find_balloon
+from .balloon import (
+    BalloonState,
+)
+from .balloon import (
+    balloon_state as _balloon_state,
+)
+from .balloon import (
+    find_balloon as _find_balloon,
+)
 from .errors import BalloonError
 from .layout import ERAS, Era, detect_era
-from .memory import MemoryAccounting, memory_accounting as _memory_accounting
+from .memory import MemoryAccounting
+from .memory import memory_accounting as _memory_accounting
 from .render import render_json, render_text
-from .report import Report, balloon_report as _balloon_report
-from .verify import Verification, verify_balloon as _verify_balloon
+from .report import Report
+from .report import balloon_report as _balloon_report
+from .verify import Verification
+from .verify import verify_balloon as _verify_balloon
 
 try:
     from drgn.helpers.common.prog import takes_program_or_default
 except ImportError:  # drgn < 0.0.23
+
     def takes_program_or_default(f):  # type: ignore[no-untyped-def]
         return f
+
 
 __all__ = [
     "ERAS",
@@ -103,8 +116,15 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
 
 
 @takes_program_or_default
-def balloon_report(prog: Program, *, verify: bool = True, fast: bool = True,
-                   rss: bool = True, debug_files: Sequence[str] = ()) -> Report:
+def balloon_report(
+    prog: Program,
+    *,
+    verify: bool = True,
+    fast: bool = True,
+    rss: bool = True,
+    debug_files: Sequence[str] = (),
+) -> Report:
     """The whole report; render it with :func:`render_text` or :func:`render_json`."""
-    return _balloon_report(prog, verify=verify, fast=fast, rss=rss,
-                           debug_files=debug_files)
+    return _balloon_report(
+        prog, verify=verify, fast=fast, rss=rss, debug_files=debug_files
+    )

@@ -27,7 +27,8 @@ def sample_names() -> List[str]:
     if not os.path.isdir(SAMPLES):
         return []
     return sorted(
-        name for name in os.listdir(SAMPLES)
+        name
+        for name in os.listdir(SAMPLES)
         if os.path.isfile(os.path.join(SAMPLES, name, "manifest.json"))
     )
 
@@ -73,7 +74,9 @@ def _decompressed(path: str) -> str:
 def debug_files(name: str) -> List[str]:
     m = manifest(name)
     kernel_dir = os.path.normpath(os.path.join(SAMPLES, name, m["kernel_dir"]))
-    return [_decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])]
+    return [
+        _decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])
+    ]
 
 
 def open_sample(name: str, load_module: bool = True) -> Any:

@@ -56,8 +56,19 @@ OFFERED_CAPABILITIES: Dict[str, int] = {"C2": 0x3E, "D1": 0x3E, "D2": 0x3E}
 # vmballoon_stat_names[], vmballoon_stat_page_names[],
 # vmballoon_page_size_names[] in v5.10 to v7.2). The arrays are read from the
 # module when the debug info has them; these are the fallback.
-_CMD_NAMES = ["start", "target", "lock", "unlock", "guestType", None,
-              "batchLock", "batchUnlock", "2m-lock", "2m-unlock", "doorbellSet"]
+_CMD_NAMES = [
+    "start",
+    "target",
+    "lock",
+    "unlock",
+    "guestType",
+    None,
+    "batchLock",
+    "batchUnlock",
+    "2m-lock",
+    "2m-unlock",
+    "doorbellSet",
+]
 _STAT_NAMES = ["timer", "doorbell", "reset", "shrink", "shrinkFree"]
 _PAGE_STAT_NAMES = ["alloc", "allocFail", "errAlloc", "errFree", "free"]
 _PAGE_SIZE_NAMES = ["4k", "2M"]
@@ -221,8 +232,11 @@ def _find_balloon(
                 "kallsyms)"
             )
         size = 344 + 8
-        obj = Object(prog, prog.array_type(prog.int_type("unsigned char", 1, False),
-                                           size), address=address)
+        obj = Object(
+            prog,
+            prog.array_type(prog.int_type("unsigned char", 1, False), size),
+            address=address,
+        )
         return "vmmemctl", module, obj
     hv = hypervisor(prog)
     if hv is not None and hv != "VMware":
@@ -232,8 +246,7 @@ def _find_balloon(
         )
     raise NoBalloonDriver(
         "no VMware balloon driver in this kernel: vmw_balloon is not loaded "
-        "and not built in"
-        + (" (the kernel detected VMware)" if hv == "VMware" else "")
+        "and not built in" + (" (the kernel detected VMware)" if hv == "VMware" else "")
     )
 
 
@@ -252,7 +265,9 @@ _ABSENT: Tuple[type, ...] = tuple(
 )
 
 
-def _string_array(prog: Program, name: str, filename: str) -> Optional[List[Optional[str]]]:
+def _string_array(
+    prog: Program, name: str, filename: str
+) -> Optional[List[Optional[str]]]:
     try:
         array = _object(prog, name, filename)
         if getattr(array, "absent_", False):
@@ -278,8 +293,12 @@ def _stats_pointer(prog: Program, stats: Object, filename: str) -> Dict[str, int
     # vmballoon_debug_show() with the names in the module's string arrays.
     cmd = _string_array(prog, "vmballoon_cmd_names", filename) or _CMD_NAMES
     gen = _string_array(prog, "vmballoon_stat_names", filename) or _STAT_NAMES
-    page = _string_array(prog, "vmballoon_stat_page_names", filename) or _PAGE_STAT_NAMES
-    sizes = _string_array(prog, "vmballoon_page_size_names", filename) or _PAGE_SIZE_NAMES
+    page = (
+        _string_array(prog, "vmballoon_stat_page_names", filename) or _PAGE_STAT_NAMES
+    )
+    sizes = (
+        _string_array(prog, "vmballoon_page_size_names", filename) or _PAGE_SIZE_NAMES
+    )
     out: Dict[str, int] = {}
     ops = stats.ops
     for i in range(ops.type_.length or 0):
@@ -310,7 +329,9 @@ def _stats_embedded(stats: Object) -> Dict[str, int]:
         value = stats.member_(member.name)
         if value.type_.kind == TypeKind.ARRAY:
             for j in range(value.type_.length or 0):
-                out[f"{member.name}({_PAGE_SIZE_NAMES[j] if j < 2 else j})"] = _int(value[j])
+                out[f"{member.name}({_PAGE_SIZE_NAMES[j] if j < 2 else j})"] = _int(
+                    value[j]
+                )
         else:
             out[member.name] = _int(value)
     return out
@@ -334,8 +355,9 @@ def _module_param(prog: Program, name: str, filename: str) -> Optional[bool]:
         return None
 
 
-def _vmmemctl_state(prog: Program, module: Optional[ModuleInfo],
-                    balloon: Object) -> BalloonState:
+def _vmmemctl_state(
+    prog: Program, module: Optional[ModuleInfo], balloon: Object
+) -> BalloonState:
     from .pages import page_geometry
 
     walk, rejected = read_vmmemctl(prog, page_geometry(prog), balloon.address_)
@@ -345,18 +367,27 @@ def _vmmemctl_state(prog: Program, module: Optional[ModuleInfo],
             "known layouts: " + "; ".join(rejected)
         )
     return BalloonState(
-        driver="vmmemctl", module=module, balloon=balloon,
-        era=ERAS[walk.variant.name], size_frames=walk.n_pages,
-        target_frames=walk.target, reset_required=walk.reset, capabilities=None,
-        offered_capabilities=None, max_page_size=None, batch_max_pages=None,
-        shrinker_enabled=None, shrinker_registered=None, stats=None,
-        isolated_pages=0, dev_info_address=None, vmmemctl=walk,
+        driver="vmmemctl",
+        module=module,
+        balloon=balloon,
+        era=ERAS[walk.variant.name],
+        size_frames=walk.n_pages,
+        target_frames=walk.target,
+        reset_required=walk.reset,
+        capabilities=None,
+        offered_capabilities=None,
+        max_page_size=None,
+        batch_max_pages=None,
+        shrinker_enabled=None,
+        shrinker_registered=None,
+        stats=None,
+        isolated_pages=0,
+        dev_info_address=None,
+        vmmemctl=walk,
     )
 
 
-def balloon_state(
-    prog: Program, debug_files: Sequence[str] = ()
-) -> BalloonState:
+def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonState:
     """
     Find the balloon and read its state.
 
@@ -430,7 +461,9 @@ def balloon_state(
         capabilities=capabilities.value_() if capabilities is not None else None,
         offered_capabilities=OFFERED_CAPABILITIES.get(era.name),
         max_page_size=_enum_name(max_page_size) if max_page_size is not None else None,
-        batch_max_pages=batch_max_pages.value_() if batch_max_pages is not None else None,
+        batch_max_pages=batch_max_pages.value_()
+        if batch_max_pages is not None
+        else None,
         shrinker_enabled=_module_param(prog, "vmwballoon_shrinker_enable", filename),
         shrinker_registered=registered,
         stats=stats,

@@ -37,18 +37,43 @@ _EPILOG = "exit codes:\n" + "\n".join(
 #: console script and the drgn script add them to their parsers, the drgn
 #: command turns them into drgn.commands.argument()s.
 REPORT_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
-    (("--json",), dict(action="store_true",
-                       help="print a JSON document instead of the text report")),
-    (("--no-verify",), dict(dest="verify", action="store_false",
-                            help="skip the page-by-page walk of the balloon's lists")),
-    (("--slow-walk",), dict(dest="fast", action="store_false",
-                            help="walk with one drgn Object per page (the reference "
-                            "implementation; slower)")),
-    (("--no-rss",), dict(dest="rss", action="store_false",
-                         help="do not add up the processes' RSS")),
-    (("-s", "--symbols"), dict(action="append", default=[], metavar="FILE",
-                               help="debug info file (vmlinux, vmw_balloon.ko) or "
-                               "directory to search; may be repeated")),
+    (
+        ("--json",),
+        dict(
+            action="store_true", help="print a JSON document instead of the text report"
+        ),
+    ),
+    (
+        ("--no-verify",),
+        dict(
+            dest="verify",
+            action="store_false",
+            help="skip the page-by-page walk of the balloon's lists",
+        ),
+    ),
+    (
+        ("--slow-walk",),
+        dict(
+            dest="fast",
+            action="store_false",
+            help="walk with one drgn Object per page (the reference "
+            "implementation; slower)",
+        ),
+    ),
+    (
+        ("--no-rss",),
+        dict(dest="rss", action="store_false", help="do not add up the processes' RSS"),
+    ),
+    (
+        ("-s", "--symbols"),
+        dict(
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="debug info file (vmlinux, vmw_balloon.ko) or "
+            "directory to search; may be repeated",
+        ),
+    ),
 )
 
 
@@ -168,7 +193,8 @@ def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
             from .errors import Unreadable
 
             err: BalloonError = Unreadable(
-                f"memory the report needs is not in the dump: {e}")
+                f"memory the report needs is not in the dump: {e}"
+            )
             code, kind, message = err.exit_code, err.kind, err.message
         else:
             code, kind = EXIT_INTERNAL, "internal"
@@ -179,10 +205,15 @@ def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
 
         from .report import SCHEMA_VERSION
 
-        sys.stdout.write(json.dumps({
-            "schema_version": SCHEMA_VERSION,
-            "error": {"kind": kind, "exit_code": code, "message": message},
-        }) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "error": {"kind": kind, "exit_code": code, "message": message},
+                }
+            )
+            + "\n"
+        )
     return code
 
 

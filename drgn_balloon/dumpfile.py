@@ -36,7 +36,9 @@ def _elf_program_headers(f) -> Tuple[int, List[Tuple[int, int, int]]]:
         return phoff + phentsize * phnum, []
     headers = []
     for i in range(phnum):
-        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        p_type, _, offset, _, _, filesz = struct.unpack_from(
+            "<IIQQQQ", table, i * phentsize
+        )
         headers.append((p_type, offset, filesz))
     return phoff + phentsize * phnum, headers
 
@@ -51,8 +53,11 @@ def _elf_end(f, size: int) -> Optional[int]:
 
 
 def _popcount(data: bytes) -> int:
-    return int.from_bytes(data, "little").bit_count() if hasattr(int, "bit_count") \
+    return (
+        int.from_bytes(data, "little").bit_count()
+        if hasattr(int, "bit_count")
         else bin(int.from_bytes(data, "little")).count("1")
+    )
 
 
 def _kdump_end(f, size: int) -> Optional[int]:
@@ -107,8 +112,10 @@ def truncation(path: str) -> Optional[str]:
     except (OSError, struct.error):
         return None
     if end is not None and end > size:
-        return (f"{path} is truncated: it is {size:,} bytes, but its own headers "
-                f"need at least {end:,}")
+        return (
+            f"{path} is truncated: it is {size:,} bytes, but its own headers "
+            f"need at least {end:,}"
+        )
     return None
 
 
@@ -121,10 +128,10 @@ def _elf_vmcoreinfo(f) -> Optional[bytes]:
         pos = 0
         while pos + 12 <= len(notes):
             namesz, descsz, _ = struct.unpack_from("<III", notes, pos)
-            name = notes[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            name = notes[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
             desc_at = pos + 12 + ((namesz + 3) & ~3)
             if name == b"VMCOREINFO":
-                return notes[desc_at:desc_at + descsz]
+                return notes[desc_at : desc_at + descsz]
             pos = desc_at + ((descsz + 3) & ~3)
     return None
 

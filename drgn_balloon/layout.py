@@ -79,12 +79,30 @@ ERAS = {
     "D2": Era("D2", "7.0 and later", "b_dev_info.pages", "huge_pages", True, True),
     # §4: the out-of-tree vmmemctl.ko of VMware Tools / open-vm-tools (RHEL 5):
     # pages in chunk arrays, not on lists; read by drgn_balloon.vmmemctl.
-    "vmmemctl-a": Era("vmmemctl-a", "vmmemctl.ko, oldest open-vm-tools (RHEL 5)",
-                      "chunks", None, False, False),
-    "vmmemctl-b": Era("vmmemctl-b", "vmmemctl.ko, open-vm-tools modules/shared",
-                      "chunks", None, False, False),
-    "vmmemctl-c": Era("vmmemctl-c", "vmmemctl.ko, open-vm-tools with 2 MiB pages",
-                      "chunks", "chunks", False, False),
+    "vmmemctl-a": Era(
+        "vmmemctl-a",
+        "vmmemctl.ko, oldest open-vm-tools (RHEL 5)",
+        "chunks",
+        None,
+        False,
+        False,
+    ),
+    "vmmemctl-b": Era(
+        "vmmemctl-b",
+        "vmmemctl.ko, open-vm-tools modules/shared",
+        "chunks",
+        None,
+        False,
+        False,
+    ),
+    "vmmemctl-c": Era(
+        "vmmemctl-c",
+        "vmmemctl.ko, open-vm-tools with 2 MiB pages",
+        "chunks",
+        "chunks",
+        False,
+        False,
+    ),
 }
 
 
@@ -128,8 +146,7 @@ def detect_era(vmballoon: Type) -> Era:
             return ERAS["A1"]
         return ERAS["A0"]
     raise ValueError(
-        "struct vmballoon has none of b_dev_info, page_sizes or pages: "
-        "unknown layout"
+        "struct vmballoon has none of b_dev_info, page_sizes or pages: unknown layout"
     )
 
 

@@ -198,8 +198,13 @@ def _hugepage_pools(prog: Program) -> Tuple[Tuple[int, int, int], ...]:
     pools = []
     for i in range(count):
         h = hstates[i]
-        pools.append((4 << h.order.value_(), h.nr_huge_pages.value_(),
-                      h.free_huge_pages.value_()))
+        pools.append(
+            (
+                4 << h.order.value_(),
+                h.nr_huge_pages.value_(),
+                h.free_huge_pages.value_(),
+            )
+        )
     return tuple(pools)
 
 
@@ -251,7 +256,9 @@ def _for_each_process(prog: Program) -> Iterator[Object]:
 
     init = prog["init_task"].address_of_()
     seen = 0
-    for task in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"):
+    for task in list_for_each_entry(
+        "struct task_struct", init.tasks.address_of_(), "tasks"
+    ):
         yield task
         seen += 1
         if seen > 4_000_000:  # a corrupt task list must not hang us
@@ -314,8 +321,9 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         "SecPageTables": _vm_stat(prog, "NR_SECONDARY_PAGETABLE"),
         "VmallocUsed": _vmalloc(prog),
         "Percpu": _percpu(prog),
-        "HugeTLB": sum(total * size_kib * 1024 // page_size
-                       for size_kib, total, _ in pools),
+        "HugeTLB": sum(
+            total * size_kib * 1024 // page_size for size_kib, total, _ in pools
+        ),
         "Balloon": _vm_stat(prog, "NR_BALLOON_PAGES"),  # v6.16+
     }
     rss_pages, processes = processes_rss(prog) if rss else (None, 0)

@@ -165,4 +165,3 @@ def page_geometry(prog: Program, compaction_era: bool = False) -> PageGeometry:
         page_type=offset,
         offline=offline_rule(prog, compaction_era) if offset is not None else None,
     )
-

@@ -68,8 +68,9 @@ def human_bytes(nbytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _counted_in_balloon_line(state: BalloonState, memory: MemoryAccounting,
-                             verification: Optional[Verification]) -> int:
+def _counted_in_balloon_line(
+    state: BalloonState, memory: MemoryAccounting, verification: Optional[Verification]
+) -> int:
     # NR_BALLOON_PAGES (v6.16+) counts the 4 KiB pages that go through the
     # balloon core, not vmw_balloon's 2 MiB pages (kernel-layouts.md §1.E).
     line = memory.counters.get("Balloon")
@@ -82,8 +83,12 @@ def _counted_in_balloon_line(state: BalloonState, memory: MemoryAccounting,
     return min(line, four_k, state.size_frames)
 
 
-def verdict(state: BalloonState, memory: MemoryAccounting,
-            verification: Optional[Verification], moved: bool = False) -> str:
+def verdict(
+    state: BalloonState,
+    memory: MemoryAccounting,
+    verification: Optional[Verification],
+    moved: bool = False,
+) -> str:
     """The verdict in plain words."""
     size = state.size_frames
     unaccounted = memory.unaccounted
@@ -100,32 +105,44 @@ def verdict(state: BalloonState, memory: MemoryAccounting,
     if size == 0:
         text = "The VMware balloon holds no memory"
         if state.reset_required:
-            text += (" and a reset is pending: the driver is loaded but the host "
-                     "has not (yet) answered it")
+            text += (
+                " and a reset is pending: the driver is loaded but the host "
+                "has not (yet) answered it"
+            )
         text += "."
         if unaccounted:
-            text += (f" {human_bytes(unaccounted * page)} in use is explained by no "
-                     "counter, and it is not the balloon's.")
+            text += (
+                f" {human_bytes(unaccounted * page)} in use is explained by no "
+                "counter, and it is not the balloon's."
+            )
         return text
-    text = (f"The VMware balloon holds {human_bytes(size * 4096)} "
-            f"({size:,} frames, {how}).")
+    text = (
+        f"The VMware balloon holds {human_bytes(size * 4096)} ({size:,} frames, {how})."
+    )
     counted = _counted_in_balloon_line(state, memory, verification)
     hidden = size - counted
     if counted:
-        text += (" /proc/meminfo's Balloon: line counts "
-                 + ("all of them." if not hidden else f"{counted:,} of those frames."))
+        text += " /proc/meminfo's Balloon: line counts " + (
+            "all of them." if not hidden else f"{counted:,} of those frames."
+        )
     if hidden and unaccounted:
         share = min(hidden * 4096, unaccounted * page) / (unaccounted * page)
-        text += (f" {'The rest' if counted else 'That'} is {share:.0%} of the "
-                 f"{human_bytes(unaccounted * page)} that no counter explains.")
+        text += (
+            f" {'The rest' if counted else 'That'} is {share:.0%} of the "
+            f"{human_bytes(unaccounted * page)} that no counter explains."
+        )
     elif unaccounted:
-        text += (f" The {human_bytes(unaccounted * page)} that no counter explains "
-                 "is not the balloon's.")
-    text += (" This is expected on an overcommitted ESX host: the hypervisor "
-             "reclaimed this memory from the guest through the balloon, and it "
-             "comes back when the host lowers the target (see Red Hat solution "
-             "43729, \"Unaccounted memory usage when running Red Hat Enterprise "
-             "Linux as a VMware guest\").")
+        text += (
+            f" The {human_bytes(unaccounted * page)} that no counter explains "
+            "is not the balloon's."
+        )
+    text += (
+        " This is expected on an overcommitted ESX host: the hypervisor "
+        "reclaimed this memory from the guest through the balloon, and it "
+        "comes back when the host lowers the target (see Red Hat solution "
+        '43729, "Unaccounted memory usage when running Red Hat Enterprise '
+        'Linux as a VMware guest").'
+    )
     return text
 
 
@@ -169,8 +186,9 @@ def balloon_report(
                 break
             after = balloon_state(prog, debug_files)
             stable = after.size_frames == state.size_frames
-            found = tuple((f.kind, f.list, f.index, f.address)
-                          for f in verification.findings)
+            found = tuple(
+                (f.kind, f.list, f.index, f.address) for f in verification.findings
+            )
             if stable and (verification.verified or found == last):
                 # Verified, or the same problems twice while the balloon
                 # stood still: what the walk found is real.
@@ -184,9 +202,14 @@ def balloon_report(
         if live and moved and verification is not None:
             verification = verification._replace(
                 findings=(
-                    Finding("moved", "", -1, 0,
-                            f"the balloon changed during {LIVE_RETRIES} walks "
-                            "(it is inflating or deflating); figures are approximate"),
+                    Finding(
+                        "moved",
+                        "",
+                        -1,
+                        0,
+                        f"the balloon changed during {LIVE_RETRIES} walks "
+                        "(it is inflating or deflating); figures are approximate",
+                    ),
                 )
             )
     memory = memory_accounting(prog, rss=rss)
@@ -223,8 +246,13 @@ def _walk_dict(w: Any) -> Dict[str, Any]:
 
 
 def _finding_dict(f: Finding) -> Dict[str, Any]:
-    return {"kind": f.kind, "list": f.list, "index": f.index,
-            "address": f.address, "message": f.message}
+    return {
+        "kind": f.kind,
+        "list": f.list,
+        "index": f.index,
+        "address": f.address,
+        "message": f.message,
+    }
 
 
 def _to_dict(r: Report) -> Dict[str, Any]:
@@ -246,7 +274,9 @@ def _to_dict(r: Report) -> Dict[str, Any]:
         },
         "balloon": {
             "driver": s.driver,
-            "module": None if s.module is None else {
+            "module": None
+            if s.module is None
+            else {
                 "name": s.module.name,
                 "version": s.module.version,
                 "srcversion": s.module.srcversion,
@@ -262,7 +292,8 @@ def _to_dict(r: Report) -> Dict[str, Any]:
             "reset_required": s.reset_required,
             "capabilities": s.capabilities,
             "capabilities_names": (
-                None if s.capabilities is None
+                None
+                if s.capabilities is None
                 else decode_capabilities(s.balloon.prog_, s.capabilities)
             ),
             "offered_capabilities": s.offered_capabilities,
@@ -291,8 +322,10 @@ def _to_dict(r: Report) -> Dict[str, Any]:
             "unaccounted_pages": m.unaccounted,
             "rss_pages": m.rss,
             "processes": m.processes,
-            "hugepages": [{"size_kib": size, "total": total, "free": free}
-                          for size, total, free in m.hugepages],
+            "hugepages": [
+                {"size_kib": size, "total": total, "free": free}
+                for size, total, free in m.hugepages
+            ],
             "free_kib": {
                 "total": m.total * kib,
                 "used": max(m.total - m.free - cache, 0) * kib,

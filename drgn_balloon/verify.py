@@ -57,17 +57,40 @@ def _vmmemctl_verification(state: BalloonState) -> Verification:
         counts = {}
         if w.bad_entries and i == 0:
             counts = {"bad_pointer": w.bad_entries}
-            found = (Finding("bad_pointer", "4k", -1, 0,
-                                f"{w.bad_entries} chunk entries are not struct page "
-                                "pointers"),)
-        walks.append(ListWalk("4k" if i == 0 else "2m", state.balloon.address_,
-                              1 if i == 0 else 512, pages, w.complete, False, 0, 0,
-                              found, counts))
+            found = (
+                Finding(
+                    "bad_pointer",
+                    "4k",
+                    -1,
+                    0,
+                    f"{w.bad_entries} chunk entries are not struct page pointers",
+                ),
+            )
+        walks.append(
+            ListWalk(
+                "4k" if i == 0 else "2m",
+                state.balloon.address_,
+                1 if i == 0 else 512,
+                pages,
+                w.complete,
+                False,
+                0,
+                0,
+                found,
+                counts,
+            )
+        )
     findings = [f for x in walks for f in x.findings]
     if w.frames != state.size_frames:
-        findings.append(Finding("size_mismatch", "", -1, 0,
-                                f"chunks hold {w.frames} frames, nPages is "
-                                f"{state.size_frames}"))
+        findings.append(
+            Finding(
+                "size_mismatch",
+                "",
+                -1,
+                0,
+                f"chunks hold {w.frames} frames, nPages is {state.size_frames}",
+            )
+        )
     return Verification(tuple(walks), 0, w.frames, state.size_frames, tuple(findings))
 
 
@@ -118,7 +141,9 @@ def verify_balloon(
     frames = sum(w.frames for w in walks) + state.isolated_pages
     if all(w.complete for w in walks) and frames != state.size_frames:
         parts = " + ".join(
-            f"{w.pages} x {w.frames_per_page}" if w.frames_per_page > 1 else str(w.pages)
+            f"{w.pages} x {w.frames_per_page}"
+            if w.frames_per_page > 1
+            else str(w.pages)
             for w in walks
         )
         findings.append(
@@ -128,7 +153,11 @@ def verify_balloon(
                 -1,
                 0,
                 f"pages on the lists add up to {frames} frames ({parts}"
-                + (f" + {state.isolated_pages} isolated" if state.isolated_pages else "")
+                + (
+                    f" + {state.isolated_pages} isolated"
+                    if state.isolated_pages
+                    else ""
+                )
                 + f"), but balloon.size is {state.size_frames}",
             )
         )
@@ -137,9 +166,14 @@ def verify_balloon(
         # pages it allocated, and the host sets targets below the guest size.
         if value > g.max_pfn:
             findings.append(
-                Finding("implausible", "", -1, 0,
-                        f"balloon.{what} is {value} frames, more than the guest's "
-                        f"{g.max_pfn} (max_pfn): the balloon is corrupt")
+                Finding(
+                    "implausible",
+                    "",
+                    -1,
+                    0,
+                    f"balloon.{what} is {value} frames, more than the guest's "
+                    f"{g.max_pfn} (max_pfn): the balloon is corrupt",
+                )
             )
     return Verification(
         tuple(walks), state.isolated_pages, frames, state.size_frames, tuple(findings)

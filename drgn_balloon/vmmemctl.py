@@ -20,8 +20,13 @@ from drgn import FaultError, Program
 
 from .pages import PageGeometry
 
-__all__ = ["VARIANTS", "VmmemctlVariant", "VmmemctlWalk", "find_global_balloon",
-           "read_vmmemctl"]
+__all__ = [
+    "VARIANTS",
+    "VmmemctlVariant",
+    "VmmemctlWalk",
+    "find_global_balloon",
+    "read_vmmemctl",
+]
 
 CHUNK_ENTRIES = 1000  # BALLOON_CHUNK_PAGES
 #: Bound on chunks followed in one list (a corrupt list must end).
@@ -50,12 +55,42 @@ class VmmemctlVariant(NamedTuple):
 
 
 VARIANTS = (
-    VmmemctlVariant("vmmemctl-a", "open-vm-tools modules/linux/vmmemctl (oldest)",
-                    152, 156, 160, 4, 8000, "null", 8016, (0,)),
-    VmmemctlVariant("vmmemctl-b", "open-vm-tools modules/shared/vmmemctl",
-                    164, 168, 172, 4, 8000, "circular", 8008, (0,)),
-    VmmemctlVariant("vmmemctl-c", "open-vm-tools, batched with 2 MiB pages",
-                    328, 336, 344, 8, 8000, "circular", 8008, (0, 24)),
+    VmmemctlVariant(
+        "vmmemctl-a",
+        "open-vm-tools modules/linux/vmmemctl (oldest)",
+        152,
+        156,
+        160,
+        4,
+        8000,
+        "null",
+        8016,
+        (0,),
+    ),
+    VmmemctlVariant(
+        "vmmemctl-b",
+        "open-vm-tools modules/shared/vmmemctl",
+        164,
+        168,
+        172,
+        4,
+        8000,
+        "circular",
+        8008,
+        (0,),
+    ),
+    VmmemctlVariant(
+        "vmmemctl-c",
+        "open-vm-tools, batched with 2 MiB pages",
+        328,
+        336,
+        344,
+        8,
+        8000,
+        "circular",
+        8008,
+        (0, 24),
+    ),
 )
 
 
@@ -119,7 +154,9 @@ def _chunks(prog: Program, v: VmmemctlVariant, head: int) -> Tuple[List[int], bo
     return chunks, node == head
 
 
-def _walk(prog: Program, g: PageGeometry, address: int, v: VmmemctlVariant) -> VmmemctlWalk:
+def _walk(
+    prog: Program, g: PageGeometry, address: int, v: VmmemctlVariant
+) -> VmmemctlWalk:
     fmt = "<i" if v.counter_size == 4 else "<q"
     n_pages = struct.unpack(fmt, prog.read(address + v.n_pages, v.counter_size))[0]
     target = struct.unpack(fmt, prog.read(address + v.target, v.counter_size))[0]
@@ -144,8 +181,9 @@ def _walk(prog: Program, g: PageGeometry, address: int, v: VmmemctlVariant) -> V
     return VmmemctlWalk(v, n_pages, target, reset, tuple(pages), bad, complete)
 
 
-def read_vmmemctl(prog: Program, g: PageGeometry, address: int) -> Tuple[
-        Optional[VmmemctlWalk], List[str]]:
+def read_vmmemctl(
+    prog: Program, g: PageGeometry, address: int
+) -> Tuple[Optional[VmmemctlWalk], List[str]]:
     """
     Read ``globalBalloon`` at *address* with each known layout and return
     the walk of the one the memory agrees with (or ``None``), with a line
@@ -160,6 +198,7 @@ def read_vmmemctl(prog: Program, g: PageGeometry, address: int) -> Tuple[
             continue
         if walk.consistent and 0 <= walk.target <= g.max_pfn:
             return walk, rejected
-        rejected.append(f"{v.name}: chunks hold {walk.frames} frames, nPages is "
-                        f"{walk.n_pages}")
+        rejected.append(
+            f"{v.name}: chunks hold {walk.frames} frames, nPages is {walk.n_pages}"
+        )
     return None, rejected

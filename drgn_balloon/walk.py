@@ -218,7 +218,10 @@ class BulkPageReader:
                 words[i + self.page_type_word] >> self.page_type_shift
             ) & 0xFFFFFFFF
         return _Node(
-            words[i + self.lru], words[i + self.lru + 1], page_type, words[i + self.private]
+            words[i + self.lru],
+            words[i + self.lru + 1],
+            page_type,
+            words[i + self.private],
         )
 
     def page_types(self, pfn: int, count: int) -> Set[int]:
@@ -255,9 +258,15 @@ class _Walker:
     # generic loop and the inlined fast loop of the bulk reader go through
     # step() for every node that is not plainly fine, so they find the same.
 
-    def __init__(self, geometry: PageGeometry, head: int, kind: str,
-                 frames_per_page: int, reader: object,
-                 expect_private: Optional[int]) -> None:
+    def __init__(
+        self,
+        geometry: PageGeometry,
+        head: int,
+        kind: str,
+        frames_per_page: int,
+        reader: object,
+        expect_private: Optional[int],
+    ) -> None:
         self.g = geometry
         self.head = head
         self.kind = kind
@@ -280,32 +289,51 @@ class _Walker:
         prev_node = self.prev_node
         pfn = g.page_to_pfn(cur - lru)
         if pfn is None:
-            rec.add("bad_pointer", pages, cur,
-                    f"node {pages}: pointer {cur:#x} (from {prev_node:#x}) "
-                    "is not a struct page in the memory map")
+            rec.add(
+                "bad_pointer",
+                pages,
+                cur,
+                f"node {pages}: pointer {cur:#x} (from {prev_node:#x}) "
+                "is not a struct page in the memory map",
+            )
             return None
         if self.seen[pfn]:
-            rec.add("cycle", pages, cur,
-                    f"node {pages}: page {cur - lru:#x} (PFN {pfn:#x}) "
-                    "was already passed: the list is cyclic")
+            rec.add(
+                "cycle",
+                pages,
+                cur,
+                f"node {pages}: page {cur - lru:#x} (PFN {pfn:#x}) "
+                "was already passed: the list is cyclic",
+            )
             return None
         self.seen[pfn] = 1
         reader = self.reader
         try:
             node = reader.node(pfn)  # type: ignore[attr-defined]
         except FaultError:
-            rec.add("not_in_dump", pages, cur - lru,
-                    f"node {pages}: struct page {cur - lru:#x} (PFN {pfn:#x}) "
-                    "is not in the dump")
+            rec.add(
+                "not_in_dump",
+                pages,
+                cur - lru,
+                f"node {pages}: struct page {cur - lru:#x} (PFN {pfn:#x}) "
+                "is not in the dump",
+            )
             return None
         if node.prev != prev_node:
-            rec.add("prev_mismatch", pages, cur,
-                    f"node {pages}: lru.prev is {node.prev:#x}, "
-                    f"expected {prev_node:#x}")
+            rec.add(
+                "prev_mismatch",
+                pages,
+                cur,
+                f"node {pages}: lru.prev is {node.prev:#x}, expected {prev_node:#x}",
+            )
         fpp = self.frames_per_page
         if fpp > 1 and pfn % fpp:
-            rec.add("misaligned", pages, cur - lru,
-                    f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned")
+            rec.add(
+                "misaligned",
+                pages,
+                cur - lru,
+                f"node {pages}: 2 MiB page at PFN {pfn:#x} is not aligned",
+            )
         offline = g.offline
         if offline is not None:
             bad: int
@@ -316,8 +344,12 @@ class _Walker:
                     types = reader.page_types(pfn, fpp)  # type: ignore[attr-defined]
                 except FaultError:
                     types = set()
-                    rec.add("not_in_dump", pages, cur - lru,
-                            f"node {pages}: subpages of PFN {pfn:#x} are not in the dump")
+                    rec.add(
+                        "not_in_dump",
+                        pages,
+                        cur - lru,
+                        f"node {pages}: subpages of PFN {pfn:#x} are not in the dump",
+                    )
                 bad = 0
                 if any(not offline.is_offline(t) for t in types):
                     bad = sum(
@@ -329,9 +361,12 @@ class _Walker:
                     )
             if bad:
                 self.not_offline += bad
-                rec.add("not_offline", pages, cur - lru,
-                        f"node {pages}: {bad} frame(s) at PFN {pfn:#x} "
-                        "not marked offline")
+                rec.add(
+                    "not_offline",
+                    pages,
+                    cur - lru,
+                    f"node {pages}: {bad} frame(s) at PFN {pfn:#x} not marked offline",
+                )
         expect = self.expect_private
         if expect is not None:
             if node.private == expect:
@@ -339,9 +374,13 @@ class _Walker:
             elif node.private == 0:
                 self.private_zero += 1
             else:
-                rec.add("bad_private", pages, cur - lru,
-                        f"node {pages}: private is {node.private:#x}, "
-                        f"expected {expect:#x} or 0")
+                rec.add(
+                    "bad_private",
+                    pages,
+                    cur - lru,
+                    f"node {pages}: private is {node.private:#x}, "
+                    f"expected {expect:#x} or 0",
+                )
         self.pages = pages + 1
         self.prev_node = cur
         return node.next
@@ -350,24 +389,45 @@ class _Walker:
         """The walk came back to the head."""
         self.complete = True
         if head_prev != self.prev_node:
-            self.rec.add("prev_mismatch", self.pages, self.head,
-                         f"the list head's prev is {head_prev:#x}, "
-                         f"but its last node is {self.prev_node:#x}")
+            self.rec.add(
+                "prev_mismatch",
+                self.pages,
+                self.head,
+                f"the list head's prev is {head_prev:#x}, "
+                f"but its last node is {self.prev_node:#x}",
+            )
 
     def result(self) -> ListWalk:
         rec = self.rec
-        if self.expect_private is not None and self.private_matches and self.private_zero:
-            rec.add("bad_private", -1, 0,
-                    f"{self.private_zero} page(s) have private 0 while "
-                    f"{self.private_matches} point to the balloon")
+        if (
+            self.expect_private is not None
+            and self.private_matches
+            and self.private_zero
+        ):
+            rec.add(
+                "bad_private",
+                -1,
+                0,
+                f"{self.private_zero} page(s) have private 0 while "
+                f"{self.private_matches} point to the balloon",
+            )
         return ListWalk(
-            self.kind, self.head, self.frames_per_page, self.pages, self.complete,
-            self.g.offline is not None, self.not_offline, self.private_matches,
-            tuple(rec.findings), rec.counts,
+            self.kind,
+            self.head,
+            self.frames_per_page,
+            self.pages,
+            self.complete,
+            self.g.offline is not None,
+            self.not_offline,
+            self.private_matches,
+            tuple(rec.findings),
+            rec.counts,
         )
 
 
-def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) -> Optional[int]:
+def _fast_loop(
+    w: _Walker, cur: int, progress: Optional[Callable[[int], None]]
+) -> Optional[int]:
     # The common case of a 4 KiB list read in bulk, inlined: a node whose
     # pointer lands on a struct page of a block in memory, not passed yet,
     # whose prev agrees, marked offline and with the expected private. Any
@@ -424,9 +484,11 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                 pfn = first_pfn + k
                 if not seen[pfn]:
                     i = k * stride + lru_word
-                    if (words[i + 1] == prev_node
-                            and words[i + pt_delta] & mask == want
-                            and (not check_private or words[i + priv_delta] == expect)):
+                    if (
+                        words[i + 1] == prev_node
+                        and words[i + pt_delta] & mask == want
+                        and (not check_private or words[i + priv_delta] == expect)
+                    ):
                         seen[pfn] = 1
                         pages += 1
                         fast += 1
@@ -443,9 +505,19 @@ def _fast_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) 
                                     if len(runs_by_block) >= reader.max_blocks:
                                         runs_by_block.pop(next(iter(runs_by_block)))
                                     runs = runs_by_block[first_pfn] = _Runs(
-                                        words, lo, count, size, stride, lru_word,
-                                        pt_delta, priv_delta, mask, want, expect,
-                                        first_pfn)
+                                        words,
+                                        lo,
+                                        count,
+                                        size,
+                                        stride,
+                                        lru_word,
+                                        pt_delta,
+                                        priv_delta,
+                                        mask,
+                                        want,
+                                        expect,
+                                        first_pfn,
+                                    )
                             r = runs.run(seen, (cur - lo) // size, step_ > 0)
                             if r:
                                 pages += r
@@ -501,9 +573,21 @@ class _Runs:
     # comparisons (memcmp in C) against a template of the lru addresses of
     # the block's pages, built once per block from small ints.
 
-    def __init__(self, words: memoryview, lo: int, count: int, size: int,
-                 stride: int, lru_word: int, pt_delta: int, priv_delta: int,
-                 mask: int, want: int, expect: Optional[int], first_pfn: int) -> None:
+    def __init__(
+        self,
+        words: memoryview,
+        lo: int,
+        count: int,
+        size: int,
+        stride: int,
+        lru_word: int,
+        pt_delta: int,
+        priv_delta: int,
+        mask: int,
+        want: int,
+        expect: Optional[int],
+        first_pfn: int,
+    ) -> None:
         self.words = words
         self.halves = words.cast("B").cast("I")
         self.lo, self.count, self.size, self.stride = lo, count, size, stride
@@ -515,14 +599,17 @@ class _Runs:
         # The lru addresses of the block's pages share their upper 32 bits
         # unless the block straddles a 4 GiB boundary: then no runs here.
         self.ok = low + count * size <= 1 << 32
-        self.template = memoryview(array("I", range(low, low + count * size, size))) \
-            if self.ok else None
+        self.template = (
+            memoryview(array("I", range(low, low + count * size, size)))
+            if self.ok
+            else None
+        )
         self.high_bytes = struct.pack("<I", self.high)
         self.private_bytes = struct.pack("<Q", expect) if expect is not None else b""
 
     def _col(self, view: memoryview, start: int, step: int, n: int) -> bytes:
         stop = start + n * step
-        return view[start:stop if stop >= 0 else None:step].tobytes()
+        return view[start : stop if stop >= 0 else None : step].tobytes()
 
     def run(self, seen: bytearray, k0: int, forward: bool) -> int:
         # Page k0 of the block is a node whose previous node is page k0 -/+ 1.
@@ -562,9 +649,11 @@ class _Runs:
             r = good + 1
             if r < 2:
                 return 0
-        if (self._col(halves, i0 + 1, s2, r - 1) != self.high_bytes * (r - 1)
-                or self._col(halves, i0 + 2, s2, r) != self._col(template, prev_k, d, r)
-                or self._col(halves, i0 + 3, s2, r) != self.high_bytes * r):
+        if (
+            self._col(halves, i0 + 1, s2, r - 1) != self.high_bytes * (r - 1)
+            or self._col(halves, i0 + 2, s2, r) != self._col(template, prev_k, d, r)
+            or self._col(halves, i0 + 3, s2, r) != self.high_bytes * r
+        ):
             return 0
         pfn0 = self.first_pfn + k0
         first, last = (pfn0, pfn0 + r - 1) if forward else (pfn0 - r + 1, pfn0)
@@ -575,19 +664,25 @@ class _Runs:
         w0 = k0 * self.stride + self.lru_word
         types = self._col(words, w0 + self.pt_delta, ws, r)
         if types != types[:8] * r:
-            if any(t & self.mask != self.want
-                   for t in set(words[w0 + self.pt_delta::ws][:r].tolist())):
+            if any(
+                t & self.mask != self.want
+                for t in set(words[w0 + self.pt_delta :: ws][:r].tolist())
+            ):
                 return 0
         elif int.from_bytes(types[:8], "little") & self.mask != self.want:
             return 0
-        if self.expect is not None and \
-                self._col(words, w0 + self.priv_delta, ws, r) != self.private_bytes * r:
+        if (
+            self.expect is not None
+            and self._col(words, w0 + self.priv_delta, ws, r) != self.private_bytes * r
+        ):
             return 0
-        seen[first:last + 1] = b"\x01" * r
+        seen[first : last + 1] = b"\x01" * r
         return r
 
 
-def _slow_loop(w: _Walker, cur: int, progress: Optional[Callable[[int], None]]) -> Optional[int]:
+def _slow_loop(
+    w: _Walker, cur: int, progress: Optional[Callable[[int], None]]
+) -> Optional[int]:
     tick = time.monotonic()
     head = w.head
     while cur != head:

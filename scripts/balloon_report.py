@@ -28,7 +28,9 @@ if __name__ == "__main__":
     args = parser.parse_args(sys.argv[1:])
     prog = globals().get("prog")
     if prog is None:
-        sys.stderr.write("balloon_report.py: error: run it with drgn: "
-                         "drgn -c VMCORE scripts/balloon_report.py\n")
+        sys.stderr.write(
+            "balloon_report.py: error: run it with drgn: "
+            "drgn -c VMCORE scripts/balloon_report.py\n"
+        )
         sys.exit(2)
     sys.exit(guarded(lambda: run_report(prog, args), json_errors=args.json))

@@ -128,8 +128,9 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
             first = block * reader.block_pages
             count = min(reader.block_pages, g.max_pfn - first)
             try:
-                total += len(prog.read(g.vmemmap + first * g.page_size,
-                                       count * g.page_size))
+                total += len(
+                    prog.read(g.vmemmap + first * g.page_size, count * g.page_size)
+                )
             except Exception:
                 pass
         out["seconds"] = time.perf_counter() - start
@@ -157,8 +158,12 @@ def main() -> int:
     parser.add_argument("--vmcore", help="a vmcore instead of a sample")
     parser.add_argument("-s", "--symbols", action="append", default=[])
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each measurement; the fastest is kept")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each measurement; the fastest is kept",
+    )
     parser.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.sample and not args.vmcore:
@@ -175,8 +180,9 @@ def main() -> int:
     for mode in MODES:
         runs: List[Dict[str, Any]] = []
         for _ in range(args.repeat):
-            out = subprocess.run(base + ["--measure", mode], check=True,
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                base + ["--measure", mode], check=True, capture_output=True, text=True
+            ).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
         best = min(runs, key=lambda r: r["seconds"])
         best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
@@ -192,14 +198,17 @@ def main() -> int:
         "limit_s": round(results["limit"]["seconds"], 3),
         "limit_bytes": results["limit"]["bytes"],
         "summary_s": round(results["summary"]["seconds"], 3),
-        "pages_per_s": round(ours["pages"] / ours["seconds"]) if ours["seconds"] else None,
+        "pages_per_s": round(ours["pages"] / ours["seconds"])
+        if ours["seconds"]
+        else None,
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "baseline_peak_rss_mb": round(baseline["peak_rss_mb"], 1),
         "baseline_over_ours": round(baseline["seconds"] / ours["seconds"], 2),
         "ours_over_limit": round(ours["seconds"] / results["limit"]["seconds"], 2)
-        if results["limit"]["seconds"] else None,
+        if results["limit"]["seconds"]
+        else None,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
     }
     import drgn
 
@@ -210,23 +219,46 @@ def main() -> int:
     from tabulate import tabulate
 
     rows = [
-        ["ours (bulk reads)", figures["ours_s"], figures["pages_per_s"],
-         figures["peak_rss_mb"]],
-        ["baseline (list_for_each_entry + Objects)", figures["baseline_s"],
-         round(ours["pages"] / baseline["seconds"]), figures["baseline_peak_rss_mb"]],
-        ["count only (list_for_each_entry)", figures["count_only_s"],
-         round(ours["pages"] / results["count_only"]["seconds"]),
-         round(results["count_only"]["peak_rss_mb"], 1)],
-        [f"limit (read {figures['limit_bytes'] / 2**20:.0f} MiB of struct page)",
-         figures["limit_s"], "", round(results["limit"]["peak_rss_mb"], 1)],
-        ["summary path (no walk)", figures["summary_s"], "",
-         round(results["summary"]["peak_rss_mb"], 1)],
+        [
+            "ours (bulk reads)",
+            figures["ours_s"],
+            figures["pages_per_s"],
+            figures["peak_rss_mb"],
+        ],
+        [
+            "baseline (list_for_each_entry + Objects)",
+            figures["baseline_s"],
+            round(ours["pages"] / baseline["seconds"]),
+            figures["baseline_peak_rss_mb"],
+        ],
+        [
+            "count only (list_for_each_entry)",
+            figures["count_only_s"],
+            round(ours["pages"] / results["count_only"]["seconds"]),
+            round(results["count_only"]["peak_rss_mb"], 1),
+        ],
+        [
+            f"limit (read {figures['limit_bytes'] / 2**20:.0f} MiB of struct page)",
+            figures["limit_s"],
+            "",
+            round(results["limit"]["peak_rss_mb"], 1),
+        ],
+        [
+            "summary path (no walk)",
+            figures["summary_s"],
+            "",
+            round(results["summary"]["peak_rss_mb"], 1),
+        ],
     ]
-    print(f"{figures['pages']:,} pages, {figures['frames']:,} frames, "
-          f"verified={figures['verified']}; drgn {figures['drgn']}; {figures['machine']}")
+    print(
+        f"{figures['pages']:,} pages, {figures['frames']:,} frames, "
+        f"verified={figures['verified']}; drgn {figures['drgn']}; {figures['machine']}"
+    )
     print(tabulate(rows, headers=["", "seconds", "pages/s", "peak RSS MB"]))
-    print(f"baseline/ours = {figures['baseline_over_ours']}x, "
-          f"ours/limit = {figures['ours_over_limit']}x")
+    print(
+        f"baseline/ours = {figures['baseline_over_ours']}x, "
+        f"ours/limit = {figures['ours_over_limit']}x"
+    )
     return 0
 
 

@@ -30,7 +30,9 @@ def main() -> int:
     cmd = [sys.executable, "-m", "drgn", "-c", _samples.vmcore(name)]
     for path in _samples.debug_files(name):
         cmd += ["-s", path]
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "balloon_report.py")
+    script = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "balloon_report.py"
+    )
     cmd += [script] + sys.argv[2:]
     print("$ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
     return subprocess.call(cmd)

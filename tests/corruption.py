@@ -33,11 +33,12 @@ from drgn_balloon.layout import balloon_lists
 def overlay(prog: drgn.Program, address: int, data: bytes) -> None:
     """Make *data* appear at *address*, over whatever the dump holds."""
     data = bytes(data)
-    prog.add_memory_segment(address, len(data), lambda a, c, o, p: data[o:o + c])
+    prog.add_memory_segment(address, len(data), lambda a, c, o, p: data[o : o + c])
 
 
 def hole(prog: drgn.Program, address: int, size: int) -> None:
     """Make *size* bytes at *address* read as missing from the dump."""
+
     def read(a, c, o, p):
         raise drgn.FaultError("excluded from the dump (corruption corpus)", a)
 
@@ -85,8 +86,9 @@ def outcome(prog: drgn.Program, json_output: bool = False) -> Outcome:
 
     from drgn_balloon.cli import guarded, run_report
 
-    args = argparse.Namespace(json=json_output, verify=True, fast=True, rss=False,
-                              symbols=[])
+    args = argparse.Namespace(
+        json=json_output, verify=True, fast=True, rss=False, symbols=[]
+    )
     out, err = io.StringIO(), io.StringIO()
     findings: List[str] = []
 
@@ -193,7 +195,9 @@ def _run_page_type(prog):
 def _run_private(prog):
     from drgn_balloon.pages import page_geometry
 
-    _in_run(prog, 200, page_geometry(prog).private, struct.pack("<Q", 0xFFFF888012345678))
+    _in_run(
+        prog, 200, page_geometry(prog).private, struct.pack("<Q", 0xFFFF888012345678)
+    )
 
 
 def _run_high_half(prog):
@@ -239,30 +243,99 @@ def cases() -> List[Case]:
     inflated = [n for n in names if n.endswith("-4k")]
     base = "6.1-4k" if "6.1-4k" in names else inflated[0]
     out = [
-        Case("balloon-zeroed", "struct vmballoon balloon all zero", base,
-             _zero_balloon, [EXIT_NOT_VMWARE]),
-        Case("balloon-garbage-sizes", "size larger than RAM, target negative", base,
-             _garbage_sizes, [EXIT_FINDINGS], ["implausible", "size_mismatch"]),
-        Case("list-cyclic", "4 KiB list: node 30 links back to node 10", base,
-             _cyclic, [EXIT_FINDINGS], ["cycle"]),
-        Case("next-outside-memmap", "4 KiB list: a next pointer outside the memory map",
-             base, _next_outside, [EXIT_FINDINGS], ["bad_pointer"]),
-        Case("prev-disagrees", "4 KiB list: a prev pointer that disagrees", base,
-             _prev_disagrees, [EXIT_FINDINGS], ["prev_mismatch"]),
-        Case("page-not-in-dump", "struct page of a ballooned page missing from the dump",
-             base, _pages_missing, [EXIT_FINDINGS], ["not_in_dump"]),
-        Case("run-not-offline", "node 100, inside a run of adjacent pages, not offline",
-             base, _run_page_type, [EXIT_FINDINGS], ["not_offline"]),
-        Case("run-bad-private", "node 200, inside a run, private points elsewhere",
-             base, _run_private, [EXIT_FINDINGS], ["bad_private"]),
-        Case("run-next-high-half", "node 150's next: right low 32 bits, wrong high ones",
-             base, _run_high_half, [EXIT_FINDINGS], ["bad_pointer"]),
-        Case("never-initialised", "list heads NULL: module loaded, never initialised",
-             base, _never_initialised, [EXIT_NOT_VMWARE]),
-        Case("no-driver", "vmw_balloon not in the module list, no module debug info",
-             base, _no_driver, [EXIT_NO_DRIVER], load_module=False),
-        Case("dmi-escape-sequences", "DMI strings carry terminal escape sequences",
-             base, _dmi_escapes, [EXIT_OK]),
+        Case(
+            "balloon-zeroed",
+            "struct vmballoon balloon all zero",
+            base,
+            _zero_balloon,
+            [EXIT_NOT_VMWARE],
+        ),
+        Case(
+            "balloon-garbage-sizes",
+            "size larger than RAM, target negative",
+            base,
+            _garbage_sizes,
+            [EXIT_FINDINGS],
+            ["implausible", "size_mismatch"],
+        ),
+        Case(
+            "list-cyclic",
+            "4 KiB list: node 30 links back to node 10",
+            base,
+            _cyclic,
+            [EXIT_FINDINGS],
+            ["cycle"],
+        ),
+        Case(
+            "next-outside-memmap",
+            "4 KiB list: a next pointer outside the memory map",
+            base,
+            _next_outside,
+            [EXIT_FINDINGS],
+            ["bad_pointer"],
+        ),
+        Case(
+            "prev-disagrees",
+            "4 KiB list: a prev pointer that disagrees",
+            base,
+            _prev_disagrees,
+            [EXIT_FINDINGS],
+            ["prev_mismatch"],
+        ),
+        Case(
+            "page-not-in-dump",
+            "struct page of a ballooned page missing from the dump",
+            base,
+            _pages_missing,
+            [EXIT_FINDINGS],
+            ["not_in_dump"],
+        ),
+        Case(
+            "run-not-offline",
+            "node 100, inside a run of adjacent pages, not offline",
+            base,
+            _run_page_type,
+            [EXIT_FINDINGS],
+            ["not_offline"],
+        ),
+        Case(
+            "run-bad-private",
+            "node 200, inside a run, private points elsewhere",
+            base,
+            _run_private,
+            [EXIT_FINDINGS],
+            ["bad_private"],
+        ),
+        Case(
+            "run-next-high-half",
+            "node 150's next: right low 32 bits, wrong high ones",
+            base,
+            _run_high_half,
+            [EXIT_FINDINGS],
+            ["bad_pointer"],
+        ),
+        Case(
+            "never-initialised",
+            "list heads NULL: module loaded, never initialised",
+            base,
+            _never_initialised,
+            [EXIT_NOT_VMWARE],
+        ),
+        Case(
+            "no-driver",
+            "vmw_balloon not in the module list, no module debug info",
+            base,
+            _no_driver,
+            [EXIT_NO_DRIVER],
+            load_module=False,
+        ),
+        Case(
+            "dmi-escape-sequences",
+            "DMI strings carry terminal escape sequences",
+            base,
+            _dmi_escapes,
+            [EXIT_OK],
+        ),
     ]
     return out
 
@@ -321,8 +394,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for case in cases():
         o = run_case(case)
         ok = o.code in case.codes and all(k in o.findings for k in case.findings)
-        rows.append([case.name, case.description, o.code, ",".join(sorted(set(o.findings))),
-                     "ok" if ok else "WRONG", (o.stderr.strip().splitlines() or [""])[-1][:70]])
+        rows.append(
+            [
+                case.name,
+                case.description,
+                o.code,
+                ",".join(sorted(set(o.findings))),
+                "ok" if ok else "WRONG",
+                (o.stderr.strip().splitlines() or [""])[-1][:70],
+            ]
+        )
     print(tabulate(rows, headers=["case", "damage", "exit", "findings", "", "stderr"]))
     return 0 if all(r[4] == "ok" for r in rows) else 1
 

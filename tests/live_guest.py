@@ -55,9 +55,20 @@ GUEST_KO = "/live/vmw_balloon.ko"
 GUEST_VMCI = "/live/vmw_vmci.ko"
 
 # Standard library directories a report never imports (and that are large).
-_STDLIB_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3",
-                "ensurepip", "site-packages", "dist-packages", "pydoc_data",
-                "__phello__", "venv"}
+_STDLIB_SKIP = {
+    "test",
+    "tests",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "site-packages",
+    "dist-packages",
+    "pydoc_data",
+    "__phello__",
+    "venv",
+}
 
 
 class GuestError(Exception):
@@ -82,20 +93,26 @@ def _is_static(path: str) -> bool:
             if eh[:4] != b"\x7fELF" or eh[4] != 2:
                 return False
             end = "<" if eh[5] == 1 else ">"
-            phoff, = struct.unpack(end + "Q", eh[32:40])
+            (phoff,) = struct.unpack(end + "Q", eh[32:40])
             phentsize, phnum = struct.unpack(end + "HH", eh[54:58])
             f.seek(phoff)
             ph = f.read(phentsize * phnum)
     except (OSError, struct.error):
         return False
-    types = [struct.unpack(end + "I", ph[i:i + 4])[0] for i in range(0, len(ph), phentsize)]
+    types = [
+        struct.unpack(end + "I", ph[i : i + 4])[0] for i in range(0, len(ph), phentsize)
+    ]
     return 3 not in types and 1 in types  # no PT_INTERP, some PT_LOAD
 
 
 def find_busybox() -> Optional[str]:
     """busybox-static's busybox (a static binary), or None."""
-    for path in ("/bin/busybox", "/usr/bin/busybox", "/usr/lib/busybox/busybox",
-                 shutil.which("busybox") or ""):
+    for path in (
+        "/bin/busybox",
+        "/usr/bin/busybox",
+        "/usr/lib/busybox/busybox",
+        shutil.which("busybox") or "",
+    ):
         if path and os.path.isfile(path) and _is_static(path):
             return path
     return None
@@ -117,7 +134,10 @@ def missing() -> Optional[str]:
         return "live tests need " + ", ".join(reasons)
     for name in KERNEL_FILES:
         if not os.path.isfile(os.path.join(KERNEL_DIR, name + ".xz")):
-            return "live tests need %s/%s.xz" % (os.path.relpath(KERNEL_DIR, REPO), name)
+            return "live tests need %s/%s.xz" % (
+                os.path.relpath(KERNEL_DIR, REPO),
+                name,
+            )
     return None
 
 
@@ -125,8 +145,10 @@ def kernel_files() -> Dict[str, str]:
     """The sample kernel's files, decompressed into the samples cache."""
     from drgn_balloon import _samples
 
-    return {name: _samples._decompressed(os.path.join(KERNEL_DIR, name + ".xz"))
-            for name in KERNEL_FILES}
+    return {
+        name: _samples._decompressed(os.path.join(KERNEL_DIR, name + ".xz"))
+        for name in KERNEL_FILES
+    }
 
 
 # -------------------------------------------------------------------- initramfs
@@ -141,8 +163,15 @@ class Cpio:
         self.ino = 1000
         self.size = 0
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", path: Optional[str] = None,
-               size: int = 0, mtime: int = 0) -> None:
+    def _entry(
+        self,
+        name: str,
+        mode: int,
+        data: bytes = b"",
+        path: Optional[str] = None,
+        size: int = 0,
+        mtime: int = 0,
+    ) -> None:
         name = name.lstrip("/")
         if name in self.names:
             return
@@ -180,8 +209,13 @@ class Cpio:
     def file(self, name: str, src: str, mode: Optional[int] = None) -> None:
         st = os.stat(src)
         self.dirs(os.path.dirname(name.strip("/")))
-        self._entry(name, stat.S_IFREG | (mode if mode is not None else st.st_mode & 0o7777),
-                    path=src, size=st.st_size, mtime=int(st.st_mtime))
+        self._entry(
+            name,
+            stat.S_IFREG | (mode if mode is not None else st.st_mode & 0o7777),
+            path=src,
+            size=st.st_size,
+            mtime=int(st.st_mtime),
+        )
 
     def data(self, name: str, data: bytes, mode: int = 0o644) -> None:
         self.dirs(os.path.dirname(name.strip("/")))
@@ -217,7 +251,7 @@ class HostTree:
                 target = os.readlink(nxt)
                 self.cpio.symlink(nxt, target)
                 resolved = os.path.normpath(os.path.join(cur or "/", target))
-                return self.add(os.path.join(resolved, *parts[i + 1:]), skip)
+                return self.add(os.path.join(resolved, *parts[i + 1 :]), skip)
             cur = nxt
         if cur in self.done:
             return
@@ -230,7 +264,9 @@ class HostTree:
     def _tree(self, top: str, skip: set) -> None:
         self.cpio.directory(top)
         for dirpath, dirnames, filenames in os.walk(top):
-            dirnames[:] = [d for d in dirnames if d not in skip and not d.startswith("config-3")]
+            dirnames[:] = [
+                d for d in dirnames if d not in skip and not d.startswith("config-3")
+            ]
             for d in list(dirnames):
                 p = os.path.join(dirpath, d)
                 if os.path.islink(p):
@@ -240,7 +276,9 @@ class HostTree:
                     self.cpio.directory(p)
             in_pycache = os.path.basename(dirpath) == "__pycache__"
             for name in filenames:
-                if in_pycache and (sys.implementation.cache_tag not in name or ".opt-" in name):
+                if in_pycache and (
+                    sys.implementation.cache_tag not in name or ".opt-" in name
+                ):
                     continue  # other interpreters' and optimised pycs
                 p = os.path.join(dirpath, name)
                 if os.path.islink(p):
@@ -251,7 +289,11 @@ class HostTree:
     def _file(self, path: str) -> None:
         self.done.add(path)
         self.cpio.file(path, path)
-        if path.endswith(".so") or ".so." in os.path.basename(path) or os.access(path, os.X_OK):
+        if (
+            path.endswith(".so")
+            or ".so." in os.path.basename(path)
+            or os.access(path, os.X_OK)
+        ):
             self.elves.append(path)
         if path.endswith(".py"):
             self._pyc(path)
@@ -263,12 +305,19 @@ class HostTree:
         import importlib.util
 
         cached = importlib.util.cache_from_source(path)
-        if os.path.isfile(cached) and os.stat(cached).st_mtime >= os.stat(path).st_mtime:
+        if (
+            os.path.isfile(cached)
+            and os.stat(cached).st_mtime >= os.stat(path).st_mtime
+        ):
             return  # copied with its directory, or added below
         out = os.path.join(self.pyc_dir, cached.lstrip("/"))
         try:
-            py_compile.compile(path, cfile=out, doraise=True,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            py_compile.compile(
+                path,
+                cfile=out,
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
         except (py_compile.PyCompileError, OSError):
             return
         self.done.add(cached)
@@ -298,8 +347,9 @@ class HostTree:
                     with open(path, "rb") as f:
                         if f.read(4) != b"\x7fELF":
                             continue
-                    out = subprocess.run(["ldd", path], capture_output=True, text=True,
-                                         timeout=60).stdout
+                    out = subprocess.run(
+                        ["ldd", path], capture_output=True, text=True, timeout=60
+                    ).stdout
                 except (OSError, subprocess.TimeoutExpired):
                     continue
                 for m in re.finditer(r"(?:=>\s*)?(/\S+)\s+\(0x", out):
@@ -328,8 +378,11 @@ def console_script() -> Optional[str]:
             return path
         # python3 -> python3.11 and the like, but not another venv's python
         venv = os.path.join(os.path.dirname(os.path.dirname(words[0])), "pyvenv.cfg")
-        if (os.path.realpath(words[0]) == os.path.realpath(sys.executable)
-                and sys.prefix == sys.base_prefix and not os.path.exists(venv)):
+        if (
+            os.path.realpath(words[0]) == os.path.realpath(sys.executable)
+            and sys.prefix == sys.base_prefix
+            and not os.path.exists(venv)
+        ):
             return path
     return None
 
@@ -344,11 +397,13 @@ def python_paths() -> Tuple[List[str], List[str]]:
         paths.append(os.path.join(sys.prefix, "pyvenv.cfg"))
     stdlib = []
     for key in ("stdlib", "platstdlib"):
-        d = sysconfig.get_paths(vars={"base": sys.base_prefix,
-                                      "platbase": sys.base_exec_prefix})[key]
+        d = sysconfig.get_paths(
+            vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix}
+        )[key]
         if os.path.isdir(d) and d not in stdlib:
             stdlib.append(d)
     import _ctypes  # noqa: F401  lib-dynload may live outside the stdlib directory
+
     dyn = os.path.dirname(sys.modules["_ctypes"].__file__ or "")
     if dyn and not any(dyn.startswith(s + os.sep) for s in stdlib):
         paths.append(dyn)
@@ -360,11 +415,19 @@ def python_paths() -> Tuple[List[str], List[str]]:
             paths.extend(spec.submodule_search_locations)
         else:
             paths.append(spec.origin)
-        site = os.path.dirname(list(spec.submodule_search_locations or [spec.origin])[0])
+        site = os.path.dirname(
+            list(spec.submodule_search_locations or [spec.origin])[0]
+        )
         for entry in os.listdir(site):
             # dist-info (entry points: drgn's plugins), wheel-bundled libraries
-            if re.match(r"(%s|drgn_balloon)-[^/]*\.(dist|egg)-info$" % re.escape(name),
-                        entry, re.I) or entry == name + ".libs":
+            if (
+                re.match(
+                    r"(%s|drgn_balloon)-[^/]*\.(dist|egg)-info$" % re.escape(name),
+                    entry,
+                    re.I,
+                )
+                or entry == name + ".libs"
+            ):
                 paths.append(os.path.join(site, entry))
     for name in ("drgn_balloon", "scripts"):
         paths.append(os.path.join(REPO, name))
@@ -387,8 +450,10 @@ def build_initramfs(path: str, files: Dict[str, str]) -> float:
         cpio.file(GUEST_VMLINUX, files["vmlinux"], 0o644)
         cpio.file(GUEST_KO, files["vmw_balloon.ko"], 0o644)
         cpio.file(GUEST_VMCI, files["vmw_vmci.ko"], 0o644)
-        cpio.data("/etc/passwd", b"root:x:0:0:root:/root:/bb/sh\n"
-                  b"nobody:x:65534:65534:nobody:/:/bb/sh\n")
+        cpio.data(
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bb/sh\nnobody:x:65534:65534:nobody:/:/bb/sh\n",
+        )
         cpio.data("/etc/group", b"root:x:0:\nnogroup:x:65534:\n")
         tree = HostTree(cpio, pyc_dir)
         paths, stdlib = python_paths()
@@ -541,9 +606,10 @@ sys.exit(rc)
 def guest_commands() -> Dict[str, str]:
     """Shell words for the body of a guest script."""
     return {
-        "instrumented": "$PY /live/instrumented.py -s %s -s %s" % (GUEST_VMLINUX, GUEST_KO),
+        "instrumented": "$PY /live/instrumented.py -s %s -s %s"
+        % (GUEST_VMLINUX, GUEST_KO),
         "drgn_script": "$PY -m drgn -s %s -s %s $REPO/scripts/balloon_report.py"
-                       % (GUEST_VMLINUX, GUEST_KO),
+        % (GUEST_VMLINUX, GUEST_KO),
         "balloon_report": "$BALLOON_REPORT -s %s -s %s" % (GUEST_VMLINUX, GUEST_KO),
     }
 
@@ -565,8 +631,13 @@ class GuestResult:
         """stdout, stderr, rc, seconds and (if stdout is JSON) json of a run."""
         s = self.sections
         t0, t1 = (float(x) for x in s[name + ".uptime"].split())
-        out = {"stdout": s[name + ".stdout"], "stderr": s[name + ".stderr"],
-               "rc": int(s[name + ".rc"]), "seconds": t1 - t0, "uptime": (t0, t1)}
+        out = {
+            "stdout": s[name + ".stdout"],
+            "stderr": s[name + ".stderr"],
+            "rc": int(s[name + ".rc"]),
+            "seconds": t1 - t0,
+            "uptime": (t0, t1),
+        }
         try:
             out["json"] = json.loads(out["stdout"])
         except ValueError:
@@ -594,9 +665,16 @@ def _kill(proc: Optional[subprocess.Popen], grace: float = 5) -> None:
         proc.wait()
 
 
-def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
-              host: Optional[dict], timeout: float, memory_mib: int = 1536,
-              smp: int = 1) -> GuestResult:
+def run_guest(
+    work: str,
+    base_cpio: str,
+    files: Dict[str, str],
+    body: str,
+    host: Optional[dict],
+    timeout: float,
+    memory_mib: int = 1536,
+    smp: int = 1,
+) -> GuestResult:
     """
     Boot the kernel with *base_cpio* plus /init running *body*, with the
     VMware host *host* (``{"capabilities", "targets", ...}`` as in
@@ -607,9 +685,14 @@ def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
     os.makedirs(work, exist_ok=True)
     python = os.path.abspath(sys.executable)
     script = console_script()
-    init = (INIT.replace("@BODY@", body).replace("@PYTHON@", python)
-            .replace("@REPO@", REPO).replace("@VMCI@", GUEST_VMCI).replace("@KO@", GUEST_KO)
-            .replace("@BALLOON_REPORT@", script or "$PY -m drgn_balloon.cli"))
+    init = (
+        INIT.replace("@BODY@", body)
+        .replace("@PYTHON@", python)
+        .replace("@REPO@", REPO)
+        .replace("@VMCI@", GUEST_VMCI)
+        .replace("@KO@", GUEST_KO)
+        .replace("@BALLOON_REPORT@", script or "$PY -m drgn_balloon.cli")
+    )
     # The kernel unpacks concatenated cpio archives in order.
     initrd = os.path.join(work, "initrd.cpio")
     init_cpio = os.path.join(work, "init.cpio")
@@ -627,16 +710,38 @@ def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
     for p in (data_log, console_log, os.path.join(work, "host_state.json")):
         if os.path.exists(p):
             os.unlink(p)
-    qemu = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none",
-            "-no-reboot", "-m", str(memory_mib), "-smp", str(smp),
-            "-machine", "pc,vmport=on", "-cpu", "qemu64,-hypervisor",
-            # Linux takes a guest without the hypervisor CPUID bit for VMware
-            # when the DMI serial number says so (vmware_platform()).
-            "-smbios", "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform,"
-                       "serial=VMware-42 1d 5e 2f 6a 7b 8c 9d-0e 1f 2a 3b 4c 5d 6e 7f",
-            "-kernel", files["bzImage"], "-initrd", initrd,
-            "-append", "console=ttyS0 loglevel=6 panic=-1 nokaslr rdinit=/init",
-            "-serial", "file:" + console_log, "-serial", "file:" + data_log]
+    qemu = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-m",
+        str(memory_mib),
+        "-smp",
+        str(smp),
+        "-machine",
+        "pc,vmport=on",
+        "-cpu",
+        "qemu64,-hypervisor",
+        # Linux takes a guest without the hypervisor CPUID bit for VMware
+        # when the DMI serial number says so (vmware_platform()).
+        "-smbios",
+        "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform,"
+        "serial=VMware-42 1d 5e 2f 6a 7b 8c 9d-0e 1f 2a 3b 4c 5d 6e 7f",
+        "-kernel",
+        files["bzImage"],
+        "-initrd",
+        initrd,
+        "-append",
+        "console=ttyS0 loglevel=6 panic=-1 nokaslr rdinit=/init",
+        "-serial",
+        "file:" + console_log,
+        "-serial",
+        "file:" + data_log,
+    ]
     gdb_port = None
     if host is not None:
         gdb_port = make_sample.free_port()
@@ -645,13 +750,22 @@ def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
     deadline = t0 + timeout
     qemu_p = gdb_p = None
     try:
-        qemu_p = subprocess.Popen(qemu, stdin=subprocess.DEVNULL,
-                                  stdout=open(os.path.join(work, "qemu.out"), "w"),
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        qemu_p = subprocess.Popen(
+            qemu,
+            stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(work, "qemu.out"), "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         if host is not None:
             gdb_p, _ = make_sample.start_gdb_host(
-                work, files["vmlinux"], files["vmw_balloon.ko"], gdb_port, host,
-                start_new_session=True)
+                work,
+                files["vmlinux"],
+                files["vmw_balloon.ko"],
+                gdb_port,
+                host,
+                start_new_session=True,
+            )
         text = ""
         while True:
             if os.path.exists(data_log):
@@ -660,14 +774,19 @@ def run_guest(work: str, base_cpio: str, files: Dict[str, str], body: str,
                 if "@@DONE@@" in text:
                     break
             if qemu_p.poll() is not None:
-                raise GuestError("QEMU exited (rc %s) before the guest was done; see %s"
-                                 % (qemu_p.returncode, work))
+                raise GuestError(
+                    "QEMU exited (rc %s) before the guest was done; see %s"
+                    % (qemu_p.returncode, work)
+                )
             if gdb_p is not None and gdb_p.poll() is not None:
-                raise GuestError("gdb (the VMware host) exited (rc %s); see %s"
-                                 % (gdb_p.returncode, work))
+                raise GuestError(
+                    "gdb (the VMware host) exited (rc %s); see %s"
+                    % (gdb_p.returncode, work)
+                )
             if time.time() > deadline:
-                raise GuestError("guest not done after %.0f s (killed); see %s"
-                                 % (timeout, work))
+                raise GuestError(
+                    "guest not done after %.0f s (killed); see %s" % (timeout, work)
+                )
             time.sleep(0.5)
     finally:
         _kill(qemu_p)

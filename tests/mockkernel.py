@@ -23,15 +23,15 @@ import struct
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from drgn import (
+    Architecture,
     Object,
     Platform,
     PlatformFlags,
-    Architecture,
-    sizeof,
     Program,
-    TypeMember,
     TypeEnumerator,
     TypeKind,
+    TypeMember,
+    sizeof,
 )
 
 PAGE_STRUCT_SIZE = 64
@@ -43,21 +43,44 @@ VMCOREINFO_ADDR = 0xFFFFFFFF82000000
 # Member lists per era: (name, type spec). Type specs: "uint", "ulong", "int",
 # "bool", "ptr", "list", "atomic64", "enum", ("blob", size), ("struct", name),
 # ("array", spec, n).
-_STATS_A = ["timer", "alloc", "alloc_fail", "sleep_alloc", "sleep_alloc_fail",
-            "refused_alloc", "refused_free", "free", "lock", "lock_fail", "unlock",
-            "unlock_fail", "target", "target_fail", "start", "start_fail",
-            "guest_type", "guest_type_fail"]
+_STATS_A = [
+    "timer",
+    "alloc",
+    "alloc_fail",
+    "sleep_alloc",
+    "sleep_alloc_fail",
+    "refused_alloc",
+    "refused_free",
+    "free",
+    "lock",
+    "lock_fail",
+    "unlock",
+    "unlock_fail",
+    "target",
+    "target_fail",
+    "start",
+    "start_fail",
+    "guest_type",
+    "guest_type_fail",
+]
 
 LAYOUTS: Dict[str, Dict[str, object]] = {
     "A0": {
         "source": "kernel-layouts.md §1.A0 (torvalds/linux v2.6.34 vmware_balloon.c)",
         "filename": "drivers/misc/vmware_balloon.c",
         "members": [
-            ("pages", "list"), ("refused_pages", "list"), ("size", "uint"),
-            ("target", "uint"), ("reset_required", "bool"), ("rate_alloc", "uint"),
-            ("rate_free", "uint"), ("slow_allocation_cycles", "uint"),
-            ("stats", ("struct", "vmballoon_stats")), ("dbg_entry", "ptr"),
-            ("sysinfo", ("blob", 112)), ("dwork", ("blob", 88)),
+            ("pages", "list"),
+            ("refused_pages", "list"),
+            ("size", "uint"),
+            ("target", "uint"),
+            ("reset_required", "bool"),
+            ("rate_alloc", "uint"),
+            ("rate_free", "uint"),
+            ("slow_allocation_cycles", "uint"),
+            ("stats", ("struct", "vmballoon_stats")),
+            ("dbg_entry", "ptr"),
+            ("sysinfo", ("blob", 112)),
+            ("dwork", ("blob", 88)),
         ],
         "stats": [(n, "uint") for n in _STATS_A],
     },
@@ -65,12 +88,19 @@ LAYOUTS: Dict[str, Dict[str, object]] = {
         "source": "kernel-layouts.md §1.A1 (3.x vmw_balloon.c, 1.2.1.3-k)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
-            ("pages", "list"), ("refused_pages", "list"), ("n_refused_pages", "uint"),
-            ("size", "uint"), ("target", "uint"), ("reset_required", "bool"),
-            ("rate_alloc", "uint"), ("rate_free", "uint"),
+            ("pages", "list"),
+            ("refused_pages", "list"),
+            ("n_refused_pages", "uint"),
+            ("size", "uint"),
+            ("target", "uint"),
+            ("reset_required", "bool"),
+            ("rate_alloc", "uint"),
+            ("rate_free", "uint"),
             ("slow_allocation_cycles", "uint"),
-            ("stats", ("struct", "vmballoon_stats")), ("dbg_entry", "ptr"),
-            ("sysinfo", ("blob", 112)), ("dwork", ("blob", 88)),
+            ("stats", ("struct", "vmballoon_stats")),
+            ("dbg_entry", "ptr"),
+            ("sysinfo", ("blob", 112)),
+            ("dwork", ("blob", 88)),
         ],
         "stats": [(n, "uint") for n in _STATS_A],
     },
@@ -78,13 +108,23 @@ LAYOUTS: Dict[str, Dict[str, object]] = {
         "source": "kernel-layouts.md §1.B1 (halfline/rhel7 vmw_balloon.c, 1.3.4.0-k)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
-            ("pages", "list"), ("refused_pages", "list"), ("n_refused_pages", "uint"),
-            ("size", "uint"), ("target", "uint"), ("reset_required", "bool"),
-            ("rate_alloc", "uint"), ("slow_allocation_cycles", "uint"),
-            ("capabilities", "ulong"), ("batch_page", "ptr"),
-            ("batch_max_pages", "uint"), ("page", "ptr"), ("ops", "ptr"),
-            ("stats", ("struct", "vmballoon_stats")), ("dbg_entry", "ptr"),
-            ("sysinfo", ("blob", 112)), ("dwork", ("blob", 88)),
+            ("pages", "list"),
+            ("refused_pages", "list"),
+            ("n_refused_pages", "uint"),
+            ("size", "uint"),
+            ("target", "uint"),
+            ("reset_required", "bool"),
+            ("rate_alloc", "uint"),
+            ("slow_allocation_cycles", "uint"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("ops", "ptr"),
+            ("stats", ("struct", "vmballoon_stats")),
+            ("dbg_entry", "ptr"),
+            ("sysinfo", ("blob", 112)),
+            ("dwork", ("blob", 88)),
         ],
         "stats": [(n, "uint") for n in _STATS_A],
     },
@@ -93,38 +133,70 @@ LAYOUTS: Dict[str, Dict[str, object]] = {
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
             ("page_sizes", ("array", ("struct", "vmballoon_page_size"), 2)),
-            ("supported_page_sizes", "uint"), ("size", "uint"), ("target", "uint"),
-            ("reset_required", "bool"), ("rate_alloc", "uint"),
-            ("slow_allocation_cycles", "uint"), ("capabilities", "ulong"),
-            ("batch_page", "ptr"), ("batch_max_pages", "uint"), ("page", "ptr"),
-            ("ops", "ptr"), ("stats", ("struct", "vmballoon_stats")),
-            ("dbg_entry", "ptr"), ("sysinfo", ("blob", 112)), ("dwork", ("blob", 88)),
+            ("supported_page_sizes", "uint"),
+            ("size", "uint"),
+            ("target", "uint"),
+            ("reset_required", "bool"),
+            ("rate_alloc", "uint"),
+            ("slow_allocation_cycles", "uint"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("ops", "ptr"),
+            ("stats", ("struct", "vmballoon_stats")),
+            ("dbg_entry", "ptr"),
+            ("sysinfo", ("blob", 112)),
+            ("dwork", ("blob", 88)),
             ("vmci_doorbell", ("blob", 8)),
         ],
-        "page_size_members": [("pages", "list"), ("refused_pages", "list"),
-                              ("n_refused_pages", "uint")],
-        "stats": [("timer", "uint"), ("doorbell", "uint"),
-                  ("alloc", ("array", "uint", 2)), ("alloc_fail", ("array", "uint", 2)),
-                  ("sleep_alloc", "uint"), ("sleep_alloc_fail", "uint"),
-                  ("refused_alloc", ("array", "uint", 2)),
-                  ("refused_free", ("array", "uint", 2)), ("free", ("array", "uint", 2)),
-                  ("lock", ("array", "uint", 2)), ("lock_fail", ("array", "uint", 2)),
-                  ("unlock", ("array", "uint", 2)), ("unlock_fail", ("array", "uint", 2)),
-                  ("target", "uint"), ("target_fail", "uint"), ("start", "uint"),
-                  ("start_fail", "uint"), ("guest_type", "uint"),
-                  ("guest_type_fail", "uint"), ("doorbell_set", "uint"),
-                  ("doorbell_unset", "uint")],
+        "page_size_members": [
+            ("pages", "list"),
+            ("refused_pages", "list"),
+            ("n_refused_pages", "uint"),
+        ],
+        "stats": [
+            ("timer", "uint"),
+            ("doorbell", "uint"),
+            ("alloc", ("array", "uint", 2)),
+            ("alloc_fail", ("array", "uint", 2)),
+            ("sleep_alloc", "uint"),
+            ("sleep_alloc_fail", "uint"),
+            ("refused_alloc", ("array", "uint", 2)),
+            ("refused_free", ("array", "uint", 2)),
+            ("free", ("array", "uint", 2)),
+            ("lock", ("array", "uint", 2)),
+            ("lock_fail", ("array", "uint", 2)),
+            ("unlock", ("array", "uint", 2)),
+            ("unlock_fail", ("array", "uint", 2)),
+            ("target", "uint"),
+            ("target_fail", "uint"),
+            ("start", "uint"),
+            ("start_fail", "uint"),
+            ("guest_type", "uint"),
+            ("guest_type_fail", "uint"),
+            ("doorbell_set", "uint"),
+            ("doorbell_unset", "uint"),
+        ],
     },
     "C1": {
         "source": "kernel-layouts.md §1.C1 (post-rewrite vmw_balloon.c, 4.20-5.2)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
             ("page_sizes", ("array", ("struct", "vmballoon_page_size"), 2)),
-            ("max_page_size", "enum"), ("size", "atomic64"), ("target", "ulong"),
-            ("reset_required", "bool"), ("capabilities", "ulong"),
-            ("batch_page", "ptr"), ("batch_max_pages", "uint"), ("page", "ptr"),
-            ("stats", "statsptr"), ("dbg_entry", "ptr"), ("dwork", ("blob", 88)),
-            ("vmci_doorbell", ("blob", 8)), ("conf_sem", ("blob", 40)),
+            ("max_page_size", "enum"),
+            ("size", "atomic64"),
+            ("target", "ulong"),
+            ("reset_required", "bool"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("stats", "statsptr"),
+            ("dbg_entry", "ptr"),
+            ("dwork", ("blob", 88)),
+            ("vmci_doorbell", ("blob", 8)),
+            ("conf_sem", ("blob", 40)),
             ("comm_lock", "uint"),
         ],
         "page_size_members": [("pages", "list")],
@@ -133,60 +205,107 @@ LAYOUTS: Dict[str, Dict[str, object]] = {
         "source": "kernel-layouts.md §1.C2 (Debian linux-source-5.10 vmw_balloon.c)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
-            ("max_page_size", "enum"), ("size", "atomic64"), ("target", "ulong"),
-            ("reset_required", "bool"), ("capabilities", "ulong"),
-            ("batch_page", "ptr"), ("batch_max_pages", "uint"), ("page", "ptr"),
-            ("shrink_timeout", "ulong"), ("stats", "statsptr"), ("dbg_entry", "ptr"),
-            ("b_dev_info", ("struct", "balloon_dev_info")), ("dwork", ("blob", 88)),
-            ("huge_pages", "list"), ("vmci_doorbell", ("blob", 8)),
-            ("conf_sem", ("blob", 40)), ("comm_lock", "uint"),
-            ("shrinker", ("blob", 64)), ("shrinker_registered", "bool"),
+            ("max_page_size", "enum"),
+            ("size", "atomic64"),
+            ("target", "ulong"),
+            ("reset_required", "bool"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("shrink_timeout", "ulong"),
+            ("stats", "statsptr"),
+            ("dbg_entry", "ptr"),
+            ("b_dev_info", ("struct", "balloon_dev_info")),
+            ("dwork", ("blob", 88)),
+            ("huge_pages", "list"),
+            ("vmci_doorbell", ("blob", 8)),
+            ("conf_sem", ("blob", 40)),
+            ("comm_lock", "uint"),
+            ("shrinker", ("blob", 64)),
+            ("shrinker_registered", "bool"),
         ],
-        "dev_info": [("isolated_pages", "ulong"), ("pages_lock", "uint"),
-                     ("pages", "list"), ("migratepage", "ptr"), ("inode", "ptr")],
+        "dev_info": [
+            ("isolated_pages", "ulong"),
+            ("pages_lock", "uint"),
+            ("pages", "list"),
+            ("migratepage", "ptr"),
+            ("inode", "ptr"),
+        ],
     },
     "D1": {
         "source": "kernel-layouts.md §1.D1 (Debian linux-source-6.12 vmw_balloon.c)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
-            ("max_page_size", "enum"), ("size", "atomic64"), ("target", "ulong"),
-            ("reset_required", "bool"), ("capabilities", "ulong"),
-            ("batch_page", "ptr"), ("batch_max_pages", "uint"), ("page", "ptr"),
-            ("shrink_timeout", "ulong"), ("stats", "statsptr"),
-            ("b_dev_info", ("struct", "balloon_dev_info")), ("dwork", ("blob", 88)),
-            ("huge_pages", "list"), ("vmci_doorbell", ("blob", 8)),
-            ("conf_sem", ("blob", 40)), ("comm_lock", "uint"), ("shrinker", "ptr"),
+            ("max_page_size", "enum"),
+            ("size", "atomic64"),
+            ("target", "ulong"),
+            ("reset_required", "bool"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("shrink_timeout", "ulong"),
+            ("stats", "statsptr"),
+            ("b_dev_info", ("struct", "balloon_dev_info")),
+            ("dwork", ("blob", 88)),
+            ("huge_pages", "list"),
+            ("vmci_doorbell", ("blob", 8)),
+            ("conf_sem", ("blob", 40)),
+            ("comm_lock", "uint"),
+            ("shrinker", "ptr"),
         ],
-        "dev_info": [("isolated_pages", "ulong"), ("pages_lock", "uint"),
-                     ("pages", "list"), ("migratepage", "ptr")],
+        "dev_info": [
+            ("isolated_pages", "ulong"),
+            ("pages_lock", "uint"),
+            ("pages", "list"),
+            ("migratepage", "ptr"),
+        ],
     },
     "D2": {
         "source": "kernel-layouts.md §1.D2 (Debian linux-source-7.2 vmw_balloon.c)",
         "filename": "drivers/misc/vmw_balloon.c",
         "members": [
-            ("max_page_size", "enum"), ("size", "atomic64"), ("target", "ulong"),
-            ("reset_required", "bool"), ("capabilities", "ulong"),
-            ("batch_page", "ptr"), ("batch_max_pages", "uint"), ("page", "ptr"),
-            ("shrink_timeout", "ulong"), ("stats", "statsptr"),
-            ("b_dev_info", ("struct", "balloon_dev_info")), ("dwork", ("blob", 88)),
-            ("huge_pages", "list"), ("huge_pages_lock", "uint"),
-            ("vmci_doorbell", ("blob", 8)), ("conf_sem", ("blob", 40)),
-            ("comm_lock", "uint"), ("shrinker", "ptr"),
+            ("max_page_size", "enum"),
+            ("size", "atomic64"),
+            ("target", "ulong"),
+            ("reset_required", "bool"),
+            ("capabilities", "ulong"),
+            ("batch_page", "ptr"),
+            ("batch_max_pages", "uint"),
+            ("page", "ptr"),
+            ("shrink_timeout", "ulong"),
+            ("stats", "statsptr"),
+            ("b_dev_info", ("struct", "balloon_dev_info")),
+            ("dwork", ("blob", 88)),
+            ("huge_pages", "list"),
+            ("huge_pages_lock", "uint"),
+            ("vmci_doorbell", ("blob", 8)),
+            ("conf_sem", ("blob", 40)),
+            ("comm_lock", "uint"),
+            ("shrinker", "ptr"),
         ],
-        "dev_info": [("isolated_pages", "ulong"), ("pages", "list"),
-                     ("migratepage", "ptr"), ("adjust_managed_page_count", "bool")],
+        "dev_info": [
+            ("isolated_pages", "ulong"),
+            ("pages", "list"),
+            ("migratepage", "ptr"),
+            ("adjust_managed_page_count", "bool"),
+        ],
     },
 }
 
 #: How each era's kernel marks ballooned pages offline (kernel-layouts.md
 #: §1.C2 "PG_offline", §1.D1 "PageOffline encoding"): None before v5.0.
 OFFLINE_MARKING = {
-    "A0": None, "A1": None, "B1": None, "B2": None,
+    "A0": None,
+    "A1": None,
+    "B1": None,
+    "B2": None,
     # 4.20 has no PG_offline; it came with v5.0 (same series as vmw marking).
     "C1": None,
-    "C2": ("vmcoreinfo", -257),                 # ~PG_offline, PG_offline = 0x100
-    "D1": ("vmcoreinfo", 0xF1 << 24),           # PGTY_offline << 24 (v6.10+)
-    "D2": ("enum", 0xF1),                       # PGTY_offline in the DWARF
+    "C2": ("vmcoreinfo", -257),  # ~PG_offline, PG_offline = 0x100
+    "D1": ("vmcoreinfo", 0xF1 << 24),  # PGTY_offline << 24 (v6.10+)
+    "D2": ("enum", 0xF1),  # PGTY_offline in the DWARF
 }
 
 
@@ -210,16 +329,22 @@ class MockKernel:
         self.era = era
         self.layout = LAYOUTS[era]
         self.max_pfn = max_pfn
-        self.prog = Program(Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT
-                                     | PlatformFlags.IS_LITTLE_ENDIAN))
+        self.prog = Program(
+            Platform(
+                Architecture.X86_64,
+                PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN,
+            )
+        )
         self._build_types()
         rng = random.Random(seed)
-        has_2m = any(n == "huge_pages" or n == "page_sizes"
-                     for n, _ in self.layout["members"])  # type: ignore[union-attr]
+        has_2m = any(
+            n == "huge_pages" or n == "page_sizes" for n, _ in self.layout["members"]
+        )  # type: ignore[union-attr]
         if not has_2m:
             pages_2m = 0
-        self.pfns_2m = sorted(rng.sample(range(1, max_pfn // 512 // 2), pages_2m),
-                              reverse=True)
+        self.pfns_2m = sorted(
+            rng.sample(range(1, max_pfn // 512 // 2), pages_2m), reverse=True
+        )
         self.pfns_2m = [p * 512 for p in self.pfns_2m]
         low = max_pfn // 2
         self.pfns_4k = rng.sample(range(low, max_pfn), pages_4k)
@@ -254,11 +379,14 @@ class MockKernel:
         list_head = prog.struct_type("list_head", 16, ())
         lp = prog.pointer_type(list_head)
         list_head = prog.struct_type(
-            "list_head", 16, (TypeMember(lp, "next", 0), TypeMember(lp, "prev", 64)))
-        atomic64 = prog.typedef_type("atomic64_t", prog.struct_type(
-            None, 8, (TypeMember(long_, "counter", 0),)))
-        atomic = prog.typedef_type("atomic_t", prog.struct_type(
-            None, 4, (TypeMember(int_, "counter", 0),)))
+            "list_head", 16, (TypeMember(lp, "next", 0), TypeMember(lp, "prev", 64))
+        )
+        atomic64 = prog.typedef_type(
+            "atomic64_t", prog.struct_type(None, 8, (TypeMember(long_, "counter", 0),))
+        )
+        atomic = prog.typedef_type(
+            "atomic_t", prog.struct_type(None, 4, (TypeMember(int_, "counter", 0),))
+        )
         page_members = [
             TypeMember(ulong, "flags", 0),
             TypeMember(list_head, "lru", 64),
@@ -273,19 +401,44 @@ class MockKernel:
         page_members.append(TypeMember(atomic, "_refcount", 416))
         page_members.append(TypeMember(ulong, "memcg_data", 448))
         page = prog.struct_type("page", PAGE_STRUCT_SIZE, page_members)
-        enum_size = prog.enum_type("vmballoon_page_size_type", uint, (
-            TypeEnumerator("VMW_BALLOON_4K_PAGE", 0),
-            TypeEnumerator("VMW_BALLOON_2M_PAGE", 1)))
-        scalars = {"uint": uint, "ulong": ulong, "int": int_, "bool": bool_,
-                   "ptr": void_p, "list": list_head, "atomic64": atomic64,
-                   "enum": enum_size}
-        self.types.update({"struct page": page, "struct list_head": list_head,
-                           "atomic64_t": atomic64, "unsigned long": ulong,
-                           "unsigned int": uint, "char": char,
-                           "enum vmballoon_page_size_type": enum_size})
+        enum_size = prog.enum_type(
+            "vmballoon_page_size_type",
+            uint,
+            (
+                TypeEnumerator("VMW_BALLOON_4K_PAGE", 0),
+                TypeEnumerator("VMW_BALLOON_2M_PAGE", 1),
+            ),
+        )
+        scalars = {
+            "uint": uint,
+            "ulong": ulong,
+            "int": int_,
+            "bool": bool_,
+            "ptr": void_p,
+            "list": list_head,
+            "atomic64": atomic64,
+            "enum": enum_size,
+        }
+        self.types.update(
+            {
+                "struct page": page,
+                "struct list_head": list_head,
+                "atomic64_t": atomic64,
+                "unsigned long": ulong,
+                "unsigned int": uint,
+                "char": char,
+                "enum vmballoon_page_size_type": enum_size,
+            }
+        )
         if OFFLINE_MARKING[self.era] and OFFLINE_MARKING[self.era][0] == "enum":
-            self.types["enum pagetype"] = prog.enum_type("pagetype", uint, (
-                TypeEnumerator("PGTY_buddy", 0xF0), TypeEnumerator("PGTY_offline", 0xF1)))
+            self.types["enum pagetype"] = prog.enum_type(
+                "pagetype",
+                uint,
+                (
+                    TypeEnumerator("PGTY_buddy", 0xF0),
+                    TypeEnumerator("PGTY_offline", 0xF1),
+                ),
+            )
 
         def build(name: str, members: Sequence[Tuple[str, object]]):
             offset = 0
@@ -327,23 +480,31 @@ class MockKernel:
         layout = self.layout
         if "page_size_members" in layout:
             self.types["struct vmballoon_page_size"] = build(
-                "vmballoon_page_size", layout["page_size_members"])  # type: ignore[arg-type]
+                "vmballoon_page_size", layout["page_size_members"]
+            )  # type: ignore[arg-type]
         if "dev_info" in layout:
             self.types["struct balloon_dev_info"] = build(
-                "balloon_dev_info", layout["dev_info"])  # type: ignore[arg-type]
+                "balloon_dev_info", layout["dev_info"]
+            )  # type: ignore[arg-type]
         if "stats" in layout:
             self.types["struct vmballoon_stats"] = build(
-                "vmballoon_stats", layout["stats"])  # type: ignore[arg-type]
+                "vmballoon_stats", layout["stats"]
+            )  # type: ignore[arg-type]
         else:
             a64 = atomic64
             self.types["struct vmballoon_stats"] = prog.struct_type(
-                "vmballoon_stats", 8 * (5 + 10 + 22), (
+                "vmballoon_stats",
+                8 * (5 + 10 + 22),
+                (
                     TypeMember(prog.array_type(a64, 5), "general_stat", 0),
-                    TypeMember(prog.array_type(prog.array_type(a64, 2), 5),
-                               "page_stat", 5 * 64),
-                    TypeMember(prog.array_type(prog.array_type(a64, 2), 11),
-                               "ops", 15 * 64),
-                ))
+                    TypeMember(
+                        prog.array_type(prog.array_type(a64, 2), 5), "page_stat", 5 * 64
+                    ),
+                    TypeMember(
+                        prog.array_type(prog.array_type(a64, 2), 11), "ops", 15 * 64
+                    ),
+                ),
+            )
         self.types["struct vmballoon"] = build("vmballoon", layout["members"])  # type: ignore[arg-type]
 
     def offset(self, path: str) -> int:
@@ -420,16 +581,18 @@ class MockKernel:
         if l2 is not None:
             self._link(self.offset(l2), self.pfns_2m)
         if "page_sizes" in l4:
-            self._link(self.offset("page_sizes[0].refused_pages"), []) \
-                if self.era == "B2" else None
+            self._link(
+                self.offset("page_sizes[0].refused_pages"), []
+            ) if self.era == "B2" else None
         elif l4 == "pages":
             self._link(self.offset("refused_pages"), [])
         offline = self.offline_value()
         dev_info = None
         if l4.startswith("b_dev_info"):
             dev_info = BALLOON_ADDR + self.offset("b_dev_info")
-            struct.pack_into("<Q", b, self.offset("b_dev_info.isolated_pages"),
-                             self.isolated)
+            struct.pack_into(
+                "<Q", b, self.offset("b_dev_info.isolated_pages"), self.isolated
+            )
         for pfn in self.pfns_4k:
             if offline is not None:
                 self.set_page_type(pfn, offline)
@@ -444,15 +607,22 @@ class MockKernel:
         fmt = "<q" if sizeof(size_t) == 8 else "<I"
         struct.pack_into(fmt, b, self.offset("size"), self.size)
         target_t = [m for m in t.members if m.name == "target"][0].type
-        struct.pack_into("<Q" if sizeof(target_t) == 8 else "<I", b,
-                         self.offset("target"), self.target)
+        struct.pack_into(
+            "<Q" if sizeof(target_t) == 8 else "<I",
+            b,
+            self.offset("target"),
+            self.target,
+        )
         names = [m.name for m in t.members]
         if "capabilities" in names:
             struct.pack_into("<Q", b, self.offset("capabilities"), 0x3E)
         if "max_page_size" in names:
             struct.pack_into("<I", b, self.offset("max_page_size"), 1)
-        if self.with_stats and any(n == "stats" for n in names) and \
-                LAYOUTS[self.era].get("stats") is None:
+        if (
+            self.with_stats
+            and any(n == "stats" for n in names)
+            and LAYOUTS[self.era].get("stats") is None
+        ):
             struct.pack_into("<Q", b, self.offset("stats"), STATS_ADDR)
             for i in range(5 + 10 + 22):
                 struct.pack_into("<Q", self.stats, i * 8, 1000 + i)
@@ -472,7 +642,9 @@ class MockKernel:
         vmcoreinfo = b""
         marking = OFFLINE_MARKING[self.era]
         if marking and marking[0] == "vmcoreinfo":
-            vmcoreinfo = b"OSRELEASE=mock\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=%d\n" % marking[1]
+            vmcoreinfo = (
+                b"OSRELEASE=mock\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=%d\n" % marking[1]
+            )
         else:
             vmcoreinfo = b"OSRELEASE=mock\n"
         vmcoreinfo += b"\0"
@@ -489,8 +661,11 @@ class MockKernel:
             if name == "max_pfn":
                 return Object(prog_, types["unsigned long"], self.max_pfn)
             if name == "VMCOREINFO":
-                return Object(prog_, prog_.array_type(types["char"], len(vmcoreinfo)),
-                              address=VMCOREINFO_ADDR)
+                return Object(
+                    prog_,
+                    prog_.array_type(types["char"], len(vmcoreinfo)),
+                    address=VMCOREINFO_ADDR,
+                )
             if name == "PGTY_offline" and "enum pagetype" in types:
                 return Object(prog_, types["enum pagetype"], 0xF1)
             return None
@@ -499,23 +674,27 @@ class MockKernel:
             prog.register_type_finder("mock", find_type, enable_index=0)
             prog.register_object_finder("mock", find_object, enable_index=0)
         except AttributeError:  # drgn < 0.0.27
-            prog.add_type_finder(lambda kind, name, filename: find_type(
-                prog, {kind}, name, filename))
+            prog.add_type_finder(
+                lambda kind, name, filename: find_type(prog, {kind}, name, filename)
+            )
             prog.add_object_finder(find_object)
 
         def reader(buf):
             def read(address, count, offset, physical):
-                return bytes(buf[offset:offset + count])
+                return bytes(buf[offset : offset + count])
+
             return read
 
         self.segments: List[Tuple[int, bytearray]] = [
-            (BALLOON_ADDR, self.balloon), (VMEMMAP, self.memmap),
+            (BALLOON_ADDR, self.balloon),
+            (VMEMMAP, self.memmap),
             (STATS_ADDR, self.stats),
         ]
         prog.add_memory_segment(BALLOON_ADDR, len(self.balloon), reader(self.balloon))
         prog.add_memory_segment(STATS_ADDR, len(self.stats), reader(self.stats))
-        prog.add_memory_segment(VMCOREINFO_ADDR, len(vmcoreinfo),
-                                reader(bytearray(vmcoreinfo)))
+        prog.add_memory_segment(
+            VMCOREINFO_ADDR, len(vmcoreinfo), reader(bytearray(vmcoreinfo))
+        )
         if not hasattr(self, "missing"):
             self.missing: List[Tuple[int, int]] = []
         self._add_memmap()
@@ -536,9 +715,11 @@ class MockKernel:
         if cur < end:
             pieces.append((cur, end))
         for lo, hi in pieces:
+
             def read(address, count, offset, physical, lo=lo):
                 base = lo - VMEMMAP + offset
-                return bytes(memmap[base:base + count])
+                return bytes(memmap[base : base + count])
+
             self.prog.add_memory_segment(lo, hi - lo, read)
 
     def drop_pages(self, first_pfn: int, count: int = 1) -> None:
@@ -546,7 +727,11 @@ class MockKernel:
         start = self.page_addr(first_pfn)
         self.missing.append((start, start + count * PAGE_STRUCT_SIZE))
         # Segments cannot be removed from a Program: build a new one.
-        self.prog = Program(Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT
-                                     | PlatformFlags.IS_LITTLE_ENDIAN))
+        self.prog = Program(
+            Platform(
+                Architecture.X86_64,
+                PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN,
+            )
+        )
         self._build_types()
         self._register()

@@ -7,15 +7,16 @@ flags what it could not verify; never a traceback, never a hang.
 import json
 import time
 
+import corruption
 import pytest
 
-import corruption
 from drgn_balloon import _samples
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK
 from drgn_balloon.verify import verify_balloon
 
 CASES = {c.name: c for c in corruption.cases()}
+
 
 # Pages missing from a dump fault natively on every drgn; the corpus fakes
 # the hole with a Python memory reader, which drgn 0.0.22 cannot make fault.
@@ -50,10 +51,18 @@ def test_case(name, json_output):
             assert json.loads(o.stdout)["error"]["exit_code"] == o.code
 
 
-@pytest.mark.parametrize("name", ["list-cyclic", "next-outside-memmap",
-                                  "prev-disagrees", "page-not-in-dump",
-                                  "run-not-offline", "run-bad-private",
-                                  "run-next-high-half"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "list-cyclic",
+        "next-outside-memmap",
+        "prev-disagrees",
+        "page-not-in-dump",
+        "run-not-offline",
+        "run-bad-private",
+        "run-next-high-half",
+    ],
+)
 def test_fast_and_object_walks_stop_alike(name):
     maybe_skip(name)
     case = CASES[name]
@@ -75,7 +84,9 @@ def test_terminal_escapes_from_the_dump_are_neutralised():
     doc = json.loads(corruption.run_case(case, True).stdout)
     # JSON keeps the exact bytes the dump holds, escaped by the JSON encoder.
     assert doc["kernel"]["dmi_sys_vendor"] == corruption.DMI_ESCAPES["DMI_SYS_VENDOR"]
-    assert doc["kernel"]["dmi_product_name"] == corruption.DMI_ESCAPES["DMI_PRODUCT_NAME"]
+    assert (
+        doc["kernel"]["dmi_product_name"] == corruption.DMI_ESCAPES["DMI_PRODUCT_NAME"]
+    )
 
 
 FUZZ_SEED = 20261129

@@ -15,12 +15,12 @@ import pytest
 
 from drgn_balloon import _samples
 from drgn_balloon.errors import (
-    EXIT_UNREADABLE,
     EXIT_BAD_DUMP,
     EXIT_NO_DEBUG_INFO,
     EXIT_NOT_ROOT,
     EXIT_NOT_VMWARE,
     EXIT_OK,
+    EXIT_UNREADABLE,
 )
 
 SCRIPT = os.path.join(_samples.REPO, "scripts", "balloon_report.py")
@@ -28,10 +28,19 @@ BALLOON_REPORT = [sys.executable, "-m", "drgn_balloon.cli"]
 DRGN = [sys.executable, "-m", "drgn"]
 
 REQUIRED_KEYS = [
-    "schema_version", "kernel.release", "balloon.driver", "balloon.era",
-    "balloon.size_frames", "balloon.target_frames", "balloon.pages_4k",
-    "balloon.pages_2m", "balloon.verified", "memory.total_pages",
-    "memory.free_pages", "memory.unaccounted_pages", "verdict",
+    "schema_version",
+    "kernel.release",
+    "balloon.driver",
+    "balloon.era",
+    "balloon.size_frames",
+    "balloon.target_frames",
+    "balloon.pages_4k",
+    "balloon.pages_2m",
+    "balloon.verified",
+    "memory.total_pages",
+    "memory.free_pages",
+    "memory.unaccounted_pages",
+    "verdict",
 ]
 
 
@@ -39,8 +48,13 @@ def inflated_sample():
     for name in _samples.sample_names():
         m = _samples.manifest(name)
         vm = m["ground_truth"].get("vmmemctl")
-        if vm and "current" in vm["parsed"] and vm["parsed"]["current"] > 0 \
-                and m.get("host", {}) and not m["host"].get("grant_2m"):
+        if (
+            vm
+            and "current" in vm["parsed"]
+            and vm["parsed"]["current"] > 0
+            and m.get("host", {})
+            and not m["host"].get("grant_2m")
+        ):
             return name
     raise AssertionError("no inflated sample")
 
@@ -144,7 +158,11 @@ def test_drgn_command_and_its_drgn_code():
 def assert_one_line(r, code, *words):
     assert r.returncode == code, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
-    ours = [line for line in r.stderr.splitlines() if line.startswith("balloon-report: error:")]
+    ours = [
+        line
+        for line in r.stderr.splitlines()
+        if line.startswith("balloon-report: error:")
+    ]
     assert len(ours) == 1, r.stderr
     for word in words:
         assert word in ours[0], ours[0]
@@ -153,11 +171,15 @@ def assert_one_line(r, code, *words):
 def test_not_a_dump(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("this is not a vmcore\n")
-    assert_one_line(run(BALLOON_REPORT + [str(path)]), EXIT_BAD_DUMP, "not a kernel dump")
+    assert_one_line(
+        run(BALLOON_REPORT + [str(path)]), EXIT_BAD_DUMP, "not a kernel dump"
+    )
 
 
 def test_missing_file(tmp_path):
-    assert_one_line(run(BALLOON_REPORT + [str(tmp_path / "nope")]), EXIT_BAD_DUMP, "cannot open")
+    assert_one_line(
+        run(BALLOON_REPORT + [str(tmp_path / "nope")]), EXIT_BAD_DUMP, "cannot open"
+    )
 
 
 @pytest.mark.parametrize("fraction", [0.001, 0.1, 0.5, 0.999])
@@ -215,8 +237,11 @@ def test_module_debug_info_of_another_build():
     # vmlinux right, vmw_balloon.ko from another kernel build: not taken.
     name = inflated_sample()
     release = _samples.manifest(name)["kernel_release"]
-    others = [n for n in _samples.sample_names()
-              if _samples.manifest(n)["kernel_release"] != release]
+    others = [
+        n
+        for n in _samples.sample_names()
+        if _samples.manifest(n)["kernel_release"] != release
+    ]
     assert others
     vmlinux = [f for f in _samples.debug_files(name) if not f.endswith(".ko")][0]
     other_ko = [f for f in _samples.debug_files(others[0]) if f.endswith(".ko")][0]
@@ -234,7 +259,11 @@ def test_drgn_script_mode_never_writes_the_dump():
 
 
 def test_not_vmware_guest():
-    names = [n for n in _samples.sample_names() if not _samples.manifest(n).get("vmware", True)]
+    names = [
+        n
+        for n in _samples.sample_names()
+        if not _samples.manifest(n).get("vmware", True)
+    ]
     assert names
     r = run(BALLOON_REPORT + [_samples.vmcore(names[0])] + symbols(names[0]))
     assert_one_line(r, EXIT_NOT_VMWARE, "not a VMware guest")
@@ -265,22 +294,30 @@ def test_usage_error_exit_code():
 
 @pytest.mark.parametrize("fraction", [0.0001, 0.5, 0.999])
 def test_truncated_elf_dump(tmp_path, fraction):
-    elf = [n for n in _samples.sample_names()
-           if _samples.manifest(n)["dump"]["format"].startswith("ELF")]
+    elf = [
+        n
+        for n in _samples.sample_names()
+        if _samples.manifest(n)["dump"]["format"].startswith("ELF")
+    ]
     assert elf, "an ELF sample is committed"
     name = elf[0]
     data = open(_samples.vmcore(name), "rb").read()
     path = tmp_path / "vmcore"
     path.write_bytes(data[: int(len(data) * fraction)])
-    assert_one_line(run(BALLOON_REPORT + [str(path)] + symbols(name)), EXIT_BAD_DUMP,
-                    "truncated")
+    assert_one_line(
+        run(BALLOON_REPORT + [str(path)] + symbols(name)), EXIT_BAD_DUMP, "truncated"
+    )
 
 
 def test_elf_dump_report():
-    name = [n for n in _samples.sample_names()
-            if _samples.manifest(n)["dump"]["format"].startswith("ELF")][0]
+    name = [
+        n
+        for n in _samples.sample_names()
+        if _samples.manifest(n)["dump"]["format"].startswith("ELF")
+    ][0]
     r = run(BALLOON_REPORT + [_samples.vmcore(name), "--json"] + symbols(name))
     import drgn
+
     if drgn.__version__ == "0.0.22":
         # drgn 0.0.22 cannot translate kernel addresses in this ELF dump
         # ("recursive address translation"): one line, exit 8 (README,

@@ -7,17 +7,19 @@ cannot be built here; 5.10, 6.1, 6.12 and 7.2 are also tested on real dumps
 """
 
 import pytest
+from mockkernel import LAYOUTS, OFFLINE_MARKING, MockKernel
 
 from drgn_balloon.balloon import balloon_state, decode_capabilities
 from drgn_balloon.errors import NotVMware
 from drgn_balloon.verify import verify_balloon
-from mockkernel import LAYOUTS, OFFLINE_MARKING, MockKernel
 
 ERAS = sorted(LAYOUTS)
 
 # kernel-layouts.md §0: where each era keeps its lists.
 LIST_PATHS = {
-    "A0": ("pages", None), "A1": ("pages", None), "B1": ("pages", None),
+    "A0": ("pages", None),
+    "A1": ("pages", None),
+    "B1": ("pages", None),
     "B2": ("page_sizes[0].pages", "page_sizes[1].pages"),
     "C1": ("page_sizes[0].pages", "page_sizes[1].pages"),
     "C2": ("b_dev_info.pages", "huge_pages"),
@@ -81,7 +83,8 @@ def test_fast_and_object_walks_agree(era):
     k = MockKernel(era, pages_4k=120, pages_2m=2)
     state = balloon_state(k.prog)
     assert verify_balloon(k.prog, state, fast=True) == verify_balloon(
-        k.prog, state, fast=False)
+        k.prog, state, fast=False
+    )
 
 
 @pytest.mark.parametrize("era", ["C1", "C2", "D1", "D2"])
@@ -113,6 +116,10 @@ def test_capabilities_decoded_by_name():
     # enum vmwballoon_capabilities (drivers/misc/vmw_balloon.c).
     k = MockKernel("D1")
     assert decode_capabilities(k.prog, 0x3E) == [
-        "BASIC_CMDS", "BATCHED_CMDS", "BATCHED_2M_CMDS",
-        "SIGNALLED_WAKEUP_CMD", "64_BIT_TARGET"]
+        "BASIC_CMDS",
+        "BATCHED_CMDS",
+        "BATCHED_2M_CMDS",
+        "SIGNALLED_WAKEUP_CMD",
+        "64_BIT_TARGET",
+    ]
     assert decode_capabilities(k.prog, 0x41) == ["0x1", "0x40"]

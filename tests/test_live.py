@@ -14,9 +14,8 @@ the reason when QEMU, gdb, binutils or busybox-static are missing.
 import os
 import time
 
-import pytest
-
 import live_guest
+import pytest
 
 pytestmark = pytest.mark.live
 
@@ -43,8 +42,10 @@ _TIMES = {}
 def _summary(request, t0):
     def report():
         total = time.time() - t0
-        lines = ["live tests: %.0f s in all (%s)" % (
-            total, ", ".join("%s %.0f s" % kv for kv in _TIMES.items()))]
+        lines = [
+            "live tests: %.0f s in all (%s)"
+            % (total, ", ".join("%s %.0f s" % kv for kv in _TIMES.items()))
+        ]
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
         capman = request.config.pluginmanager.get_plugin("capturemanager")
         for line in lines:
@@ -54,6 +55,7 @@ def _summary(request, t0):
                     tr.write_line(line)
             else:
                 live_guest.log(line)
+
     return report
 
 
@@ -79,20 +81,28 @@ def _run(live_env, name, body, host, smp=1):
     t0 = time.time()
     try:
         result = live_guest.run_guest(
-            os.path.join(live_env["work"], name), live_env["base"], live_env["files"],
+            os.path.join(live_env["work"], name),
+            live_env["base"],
+            live_env["files"],
             body.replace("@T@", str(COMMAND_TIMEOUT)).replace("@W@", str(WAIT_TIMEOUT)),
-            host, timeout=GUEST_TIMEOUT, smp=smp)
+            host,
+            timeout=GUEST_TIMEOUT,
+            smp=smp,
+        )
     except live_guest.GuestError as e:
         pytest.fail(str(e))
     finally:
         _TIMES[name] = time.time() - t0
-    assert "@@WAIT-TIMEOUT@@" not in result.data and "@@NO-VMMEMCTL@@" not in result.data, \
-        "the balloon never reached its target:\n" + result.data[-3000:]
+    assert (
+        "@@WAIT-TIMEOUT@@" not in result.data and "@@NO-VMMEMCTL@@" not in result.data
+    ), "the balloon never reached its target:\n" + result.data[-3000:]
     return result
 
 
-DROP_ROOT = ("import os, sys; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
-             "os.execv(sys.argv[1], sys.argv[1:])")
+DROP_ROOT = (
+    "import os, sys; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +119,11 @@ vmm console.after
 run nonroot timeout @T@ $PY -c '%(drop)s' %(balloon_report)s
 run nonroot_json timeout @T@ $PY -c '%(drop)s' %(balloon_report)s --json
 """ % dict(c, target=TARGET, drop=DROP_ROOT)
-    host = {"capabilities": live_guest.CAP_4K, "targets": [TARGET], "start_delay_polls": 2}
+    host = {
+        "capabilities": live_guest.CAP_4K,
+        "targets": [TARGET],
+        "start_delay_polls": 2,
+    }
     return _run(live_env, "steady", body, host)
 
 
@@ -135,12 +149,18 @@ def moving(live_env):
     ]
     body = "wait_grown 5000 @W@\n" + "".join(
         "vmm %s.before\nrun %s timeout @T@ %s --json\nvmm %s.after\n" % (n, n, cmd, n)
-        for n, cmd in runs)
+        for n, cmd in runs
+    )
     # The host changes the target at every poll (once a second): the driver
     # inflates or deflates by 15000 frames, 2 MiB pages first (the host takes
     # 20 of them, then refuses 2 MiB pages) and 4 KiB pages after.
-    host = {"capabilities": live_guest.CAP_2M, "targets": [TARGET, LOW_TARGET] * 1000,
-            "settle_polls": 0, "max_2m_pages": 20, "start_delay_polls": 2}
+    host = {
+        "capabilities": live_guest.CAP_2M,
+        "targets": [TARGET, LOW_TARGET] * 1000,
+        "settle_polls": 0,
+        "max_2m_pages": 20,
+        "start_delay_polls": 2,
+    }
     return _run(live_env, "moving", body, host, smp=2), [n for n, _ in runs]
 
 
@@ -151,8 +171,11 @@ def _check_steady(result, name):
     assert doc is not None, run
     before = result.vmmemctl(name + ".before")
     after = result.vmmemctl(name + ".after")
-    assert (before["current"], before["target"]) == (after["current"], after["target"]) \
-        == (TARGET, TARGET), (before, after)
+    assert (
+        (before["current"], before["target"])
+        == (after["current"], after["target"])
+        == (TARGET, TARGET)
+    ), (before, after)
     b = doc["balloon"]
     assert b["size_frames"] == before["current"]
     assert b["target_frames"] == before["target"]
@@ -212,13 +235,26 @@ def test_live_moving_balloon(moving):
             assert b["verified"] is True and not kinds
         else:
             assert "moved" in kinds, (name, b["findings"])
-        before, after = result.vmmemctl(name + ".before"), result.vmmemctl(name + ".after")
+        before, after = (
+            result.vmmemctl(name + ".before"),
+            result.vmmemctl(name + ".after"),
+        )
         overlapped += _frames_moved(before, after)
         for w in run["walks"] or ():
             disturbed += w["delayed"] and not w["verified"]
-        live_guest.log("%s: rc %d, %.1f s, size %d, balloon %s -> %s, findings %s, walks %s" % (
-            name, run["rc"], run["seconds"], b["size_frames"], before["current"],
-            after["current"], kinds, run["walks"]))
+        live_guest.log(
+            "%s: rc %d, %.1f s, size %d, balloon %s -> %s, findings %s, walks %s"
+            % (
+                name,
+                run["rc"],
+                run["seconds"],
+                b["size_frames"],
+                before["current"],
+                after["current"],
+                kinds,
+                run["walks"],
+            )
+        )
     # Otherwise this test tested nothing.
     assert overlapped, "the balloon never moved while a report ran"
     live_guest.log("%d delayed walks met a moving balloon" % disturbed)

@@ -7,7 +7,8 @@ does). The report must retry, and never call a healthy list corrupt.
 
 import struct
 
-from drgn_balloon import _samples, report as report_mod
+from drgn_balloon import _samples
+from drgn_balloon import report as report_mod
 from drgn_balloon.balloon import balloon_state
 
 
@@ -19,7 +20,7 @@ def moving_size(prog, values):
     def read(a, count, offset, physical):
         i = min(reads["n"], len(values) - 1)
         reads["n"] += 1
-        return struct.pack("<q", values[i])[offset:offset + count]
+        return struct.pack("<q", values[i])[offset : offset + count]
 
     prog.add_memory_segment(address, 8, read)
     return state.size_frames

@@ -6,9 +6,8 @@ printed just before the dump (manifest.json: debugfs vmmemctl, /proc/meminfo,
 
 import re
 
-import pytest
-
 import drgn
+import pytest
 
 from drgn_balloon import _samples
 from drgn_balloon.errors import MissingDebugInfo, NotVMware, Unreadable
@@ -64,8 +63,11 @@ OLD_DRGN = drgn.__version__ == "0.0.22"
 
 def old_drgn_cannot_read_elf(name, report):
     # drgn 0.0.22 cannot translate addresses in the makedumpfile -E sample.
-    return (OLD_DRGN and isinstance(report, Unreadable)
-            and _samples.manifest(name)["dump"]["format"].startswith("ELF"))
+    return (
+        OLD_DRGN
+        and isinstance(report, Unreadable)
+        and _samples.manifest(name)["dump"]["format"].startswith("ELF")
+    )
 
 
 def cannot_place_module(report):
@@ -79,7 +81,9 @@ def report_or_skip(name):
         pytest.skip(f"drgn {drgn.__version__} cannot relocate this kernel's modules")
     if old_drgn_cannot_read_elf(name, report):
         # Asserted by test_old_drgn_cannot_place_new_modules_and_says_so.
-        pytest.skip(f"drgn {drgn.__version__} cannot translate addresses in this ELF dump")
+        pytest.skip(
+            f"drgn {drgn.__version__} cannot translate addresses in this ELF dump"
+        )
     return prog, report
 
 
@@ -112,8 +116,11 @@ def test_old_drgn_cannot_place_new_modules_and_says_so():
 
 
 def balloon_samples():
-    return [n for n in SAMPLES
-            if _samples.manifest(n)["ground_truth"].get("vmmemctl") is not None]
+    return [
+        n
+        for n in SAMPLES
+        if _samples.manifest(n)["ground_truth"].get("vmmemctl") is not None
+    ]
 
 
 @pytest.mark.parametrize("name", balloon_samples())
@@ -155,11 +162,20 @@ def test_driver_statistics_match_debugfs(name):
     if gt["isresetting"] == "y":
         # Each tick retries the reset, through
         # vmballoon_reset(): START, GUEST_ID and the VMCI doorbell again.
-        moving |= {"start", "start_failed", "reset", "guestType", "guestType_failed",
-                   "doorbellSet", "doorbellSet_failed"}
+        moving |= {
+            "start",
+            "start_failed",
+            "reset",
+            "guestType",
+            "guestType_failed",
+            "doorbellSet",
+            "doorbellSet_failed",
+        }
     compared = 0
     for key, value in stats.items():
-        gt_key = {"target": "target#2", "target_failed": "target#2_failed"}.get(key, key)
+        gt_key = {"target": "target#2", "target_failed": "target#2_failed"}.get(
+            key, key
+        )
         if key in moving:
             assert value >= int(gt[gt_key])
             continue
@@ -178,9 +194,21 @@ def test_memtotal_memfree_match_meminfo(name):
     assert abs(memory.free - kib_to_pages(meminfo["MemFree"])) <= 256
 
 
-COUNTERS = ["Buffers", "Cached", "SwapCached", "AnonPages", "Shmem", "Slab",
-            "SReclaimable", "KernelStack", "PageTables", "SecPageTables",
-            "VmallocUsed", "Percpu", "Balloon"]
+COUNTERS = [
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "AnonPages",
+    "Shmem",
+    "Slab",
+    "SReclaimable",
+    "KernelStack",
+    "PageTables",
+    "SecPageTables",
+    "VmallocUsed",
+    "Percpu",
+    "Balloon",
+]
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -206,9 +234,20 @@ def test_counters_match_meminfo(name):
         assert memory.hugepages == ()
 
 
-MEMINFO_USED_LINES = ["Buffers", "Cached", "SwapCached", "AnonPages", "Slab",
-                      "KernelStack", "PageTables", "SecPageTables", "VmallocUsed",
-                      "Percpu", "Hugetlb", "Balloon"]
+MEMINFO_USED_LINES = [
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "AnonPages",
+    "Slab",
+    "KernelStack",
+    "PageTables",
+    "SecPageTables",
+    "VmallocUsed",
+    "Percpu",
+    "Hugetlb",
+    "Balloon",
+]
 
 
 @pytest.mark.parametrize("name", balloon_samples())
@@ -218,8 +257,11 @@ def test_balloon_is_in_the_unexplained_memory(name):
     vmstat = m["ground_truth"]["vmstat"]["parsed"]
     _, report = report_or_skip(name)
     # The same sum from the guest's own /proc/meminfo: what no line explains.
-    guest = kib_to_pages(meminfo["MemTotal"] - meminfo["MemFree"]
-                         - sum(meminfo.get(k, 0) for k in MEMINFO_USED_LINES))
+    guest = kib_to_pages(
+        meminfo["MemTotal"]
+        - meminfo["MemFree"]
+        - sum(meminfo.get(k, 0) for k in MEMINFO_USED_LINES)
+    )
     assert abs(report.memory.unaccounted - guest) <= 512  # 2 MiB of drift
     # Balloon frames that no line counts (all of them before v6.16, the
     # 2 MiB ones after) are necessarily part of that unexplained memory.
@@ -240,8 +282,7 @@ def test_not_vmware_sample_says_so():
 
 
 def test_no_response_sample_reports_reset_pending():
-    names = [n for n in balloon_samples()
-             if _samples.manifest(n).get("host") is None]
+    names = [n for n in balloon_samples() if _samples.manifest(n).get("host") is None]
     assert names
     for name in names:
         gt = vmmemctl_fields(_samples.manifest(name)["ground_truth"]["vmmemctl"]["raw"])
@@ -253,8 +294,11 @@ def test_no_response_sample_reports_reset_pending():
 
 
 def test_huge_pages_sample_has_both_lists():
-    names = [n for n in balloon_samples()
-             if (_samples.manifest(n).get("host") or {}).get("grant_2m")]
+    names = [
+        n
+        for n in balloon_samples()
+        if (_samples.manifest(n).get("host") or {}).get("grant_2m")
+    ]
     assert names
     for name in names:
         _, report = report_or_skip(name)
@@ -266,5 +310,6 @@ def test_huge_pages_sample_has_both_lists():
 @pytest.mark.parametrize("name", balloon_samples())
 def test_fast_and_object_walks_agree_on_real_dump(name):
     from drgn_balloon.verify import verify_balloon
+
     prog, report = report_or_skip(name)
     assert verify_balloon(prog, report.state, fast=False) == report.verification

@@ -20,12 +20,17 @@ GEOMETRY = PageGeometry(VMEMMAP, 64, 1 << 18, 8, 40, 48, None)
 
 
 def program(segments):
-    prog = Program(Platform(Architecture.X86_64,
-                            PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN))
+    prog = Program(
+        Platform(
+            Architecture.X86_64,
+            PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN,
+        )
+    )
     for address, data in segments:
         data = bytes(data)
-        prog.add_memory_segment(address, len(data),
-                                lambda a, c, o, p, d=data: d[o:o + c])
+        prog.add_memory_segment(
+            address, len(data), lambda a, c, o, p, d=data: d[o : o + c]
+        )
     return prog
 
 
@@ -52,8 +57,9 @@ def build(variant, per_list, n_pages=None, target=7777, reset=0, bad_entry=False
             chunk_addr += 0x4000
             count -= n
         if v.list_kind == "null":
-            struct.pack_into("<Q", balloon, v.heads[list_index],
-                             chunks[0][0] if chunks else 0)
+            struct.pack_into(
+                "<Q", balloon, v.heads[list_index], chunks[0][0] if chunks else 0
+            )
             for i, (addr, chunk) in enumerate(chunks):
                 nxt = chunks[i + 1][0] if i + 1 < len(chunks) else 0
                 struct.pack_into("<Q", chunk, v.link, nxt)
@@ -75,9 +81,16 @@ def build(variant, per_list, n_pages=None, target=7777, reset=0, bad_entry=False
     return program(segments)
 
 
-@pytest.mark.parametrize("variant,per_list", [
-    ("vmmemctl-a", [2500]), ("vmmemctl-b", [2500]), ("vmmemctl-c", [2500, 3]),
-    ("vmmemctl-a", [0]), ("vmmemctl-c", [999, 0])])
+@pytest.mark.parametrize(
+    "variant,per_list",
+    [
+        ("vmmemctl-a", [2500]),
+        ("vmmemctl-b", [2500]),
+        ("vmmemctl-c", [2500, 3]),
+        ("vmmemctl-a", [0]),
+        ("vmmemctl-c", [999, 0]),
+    ],
+)
 def test_layout_found_by_its_chunks(variant, per_list):
     prog = build(variant, per_list)
     walk, rejected = read_vmmemctl(prog, GEOMETRY, BALLOON)
@@ -118,19 +131,40 @@ def vmmemctl_kernel(variant, per_list):
     u64 = prog.int_type("unsigned long", 8, False)
     char = prog.int_type("char", 1, True)
     # The members point back to the struct: lazily built types.
-    list_head = prog.struct_type("list_head", 16, (
-        TypeMember(lambda: prog.pointer_type(list_head), "next", 0),
-        TypeMember(lambda: prog.pointer_type(list_head), "prev", 64)))
-    module = prog.struct_type("module", 88, (
-        TypeMember(u64, "state", 0), TypeMember(list_head, "list", 64),
-        TypeMember(prog.array_type(char, 56), "name", 192),
-        TypeMember(prog.pointer_type(char), "version", 640),
-        TypeMember(prog.pointer_type(char), "srcversion", 640 + 64)))
-    page = prog.struct_type("page", 64, (
-        TypeMember(u64, "flags", 0), TypeMember(list_head, "lru", 64),
-        TypeMember(u64, "private", 320),
-        TypeMember(prog.int_type("unsigned int", 4, False), "page_type", 384)))
-    types = {"struct list_head": list_head, "struct module": module, "struct page": page}
+    list_head = prog.struct_type(
+        "list_head",
+        16,
+        (
+            TypeMember(lambda: prog.pointer_type(list_head), "next", 0),
+            TypeMember(lambda: prog.pointer_type(list_head), "prev", 64),
+        ),
+    )
+    module = prog.struct_type(
+        "module",
+        88,
+        (
+            TypeMember(u64, "state", 0),
+            TypeMember(list_head, "list", 64),
+            TypeMember(prog.array_type(char, 56), "name", 192),
+            TypeMember(prog.pointer_type(char), "version", 640),
+            TypeMember(prog.pointer_type(char), "srcversion", 640 + 64),
+        ),
+    )
+    page = prog.struct_type(
+        "page",
+        64,
+        (
+            TypeMember(u64, "flags", 0),
+            TypeMember(list_head, "lru", 64),
+            TypeMember(u64, "private", 320),
+            TypeMember(prog.int_type("unsigned int", 4, False), "page_type", 384),
+        ),
+    )
+    types = {
+        "struct list_head": list_head,
+        "struct module": module,
+        "struct page": page,
+    }
 
     def find_type(prog_, kinds, name, filename):
         return types.get(name if name.startswith("struct ") else "struct " + name)
@@ -146,8 +180,15 @@ def vmmemctl_kernel(variant, per_list):
 
     def find_symbol(prog_, name, address, one):
         if name == "globalBalloon":
-            return [Symbol("globalBalloon", BALLOON, 400, SymbolBinding.LOCAL,
-                           SymbolKind.OBJECT)]
+            return [
+                Symbol(
+                    "globalBalloon",
+                    BALLOON,
+                    400,
+                    SymbolBinding.LOCAL,
+                    SymbolKind.OBJECT,
+                )
+            ]
         return []
 
     prog.register_type_finder("mock", find_type, enable_index=0)
@@ -157,17 +198,23 @@ def vmmemctl_kernel(variant, per_list):
     struct.pack_into("<QQ", heads, 0, MODULE + 8, MODULE + 8)
     mod = bytearray(104)
     struct.pack_into("<QQ", mod, 8, MODULES, MODULES)
-    mod[24:24 + 9] = b"vmmemctl\0"
+    mod[24 : 24 + 9] = b"vmmemctl\0"
     for address, data in ((MODULES, heads), (MODULE, mod)):
         data = bytes(data)
-        prog.add_memory_segment(address, len(data), lambda a, c, o, p, d=data: d[o:o + c])
+        prog.add_memory_segment(
+            address, len(data), lambda a, c, o, p, d=data: d[o : o + c]
+        )
     return prog
 
 
-@pytest.mark.skipif(not hasattr(Program, "register_symbol_finder"),
-                    reason="drgn < 0.0.27 cannot register a symbol finder")
-@pytest.mark.parametrize("variant,per_list", [
-    ("vmmemctl-a", [1500]), ("vmmemctl-b", [2100]), ("vmmemctl-c", [1200, 2])])
+@pytest.mark.skipif(
+    not hasattr(Program, "register_symbol_finder"),
+    reason="drgn < 0.0.27 cannot register a symbol finder",
+)
+@pytest.mark.parametrize(
+    "variant,per_list",
+    [("vmmemctl-a", [1500]), ("vmmemctl-b", [2100]), ("vmmemctl-c", [1200, 2])],
+)
 def test_found_through_the_module_list_and_verified(variant, per_list):
     from drgn_balloon.balloon import balloon_state
     from drgn_balloon.verify import verify_balloon

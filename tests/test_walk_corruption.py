@@ -4,10 +4,10 @@ hang, and the bulk walk and the drgn-Object walk find the same thing.
 """
 
 import pytest
+from mockkernel import VMEMMAP, MockKernel
 
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.verify import verify_balloon
-from mockkernel import VMEMMAP, MockKernel
 
 ERA = "D1"
 
@@ -127,11 +127,15 @@ def test_many_findings_are_counted_not_all_kept():
 def test_walk_bounded_by_max_pfn(seed):
     # Whatever the links, a walk takes at most max_pfn steps.
     import random
+
     k = MockKernel(ERA, pages_4k=64, pages_2m=0, max_pfn=4096, seed=seed)
     rng = random.Random(seed)
     for p in k.pfns_4k:
-        k.write_node(k.lru_addr(p), k.lru_addr(rng.choice(k.pfns_4k)),
-                     k.lru_addr(rng.choice(k.pfns_4k)))
+        k.write_node(
+            k.lru_addr(p),
+            k.lru_addr(rng.choice(k.pfns_4k)),
+            k.lru_addr(rng.choice(k.pfns_4k)),
+        )
     v = both(k)
     assert v.lists[0].pages <= 4096
     assert not v.verified
@@ -146,6 +150,8 @@ def test_progress_reported_during_long_walks(monkeypatch, fast):
     k = MockKernel(ERA, pages_4k=140000, pages_2m=0, max_pfn=1 << 19)
     state = balloon_state(k.prog)
     seen = []
-    v = verify_balloon(k.prog, state, fast=fast, progress=lambda kind, n: seen.append((kind, n)))
+    v = verify_balloon(
+        k.prog, state, fast=fast, progress=lambda kind, n: seen.append((kind, n))
+    )
     assert v.verified
     assert seen == [("4k", 65536), ("4k", 131072)]

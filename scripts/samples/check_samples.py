@@ -70,23 +70,39 @@ def check(sample_dir):
     if release != gt["uname_r"]:
         problems.append("release %s != %s" % (release, gt["uname_r"]))
     tasks = sum(1 for _ in for_each_task(prog))
-    mods = [m.name.string_().decode()
-            for m in list_for_each_entry("struct module", prog["modules"].address_of_(), "list")]
+    mods = [
+        m.name.string_().decode()
+        for m in list_for_each_entry(
+            "struct module", prog["modules"].address_of_(), "list"
+        )
+    ]
     if ("vmw_balloon" in mods) != manifest["balloon_module_loaded"]:
         problems.append("modules %s" % mods)
     summary = {"tasks": tasks, "modules": mods}
     if manifest["balloon_module_loaded"]:
         b = prog.object("balloon", filename="vmw_balloon.c")
-        n4k = sum(1 for p in list_for_each_entry("struct page", b.b_dev_info.pages.address_of_(),
-                                                 "lru") if p.flags.value_() is not None)
-        n2m = sum(1 for p in list_for_each_entry("struct page", b.huge_pages.address_of_(),
-                                                 "lru") if p.flags.value_() is not None)
+        n4k = sum(
+            1
+            for p in list_for_each_entry(
+                "struct page", b.b_dev_info.pages.address_of_(), "lru"
+            )
+            if p.flags.value_() is not None
+        )
+        n2m = sum(
+            1
+            for p in list_for_each_entry(
+                "struct page", b.huge_pages.address_of_(), "lru"
+            )
+            if p.flags.value_() is not None
+        )
         size = b.size.counter.value_()
         summary.update(size=size, target=b.target.value_(), pages_4k=n4k, pages_2m=n2m)
         v = gt["vmmemctl"]["parsed"]
         if size != v["current"] or b.target.value_() != v["target"]:
-            problems.append("size/target %d/%d != vmmemctl %d/%d" % (
-                size, b.target.value_(), v["current"], v["target"]))
+            problems.append(
+                "size/target %d/%d != vmmemctl %d/%d"
+                % (size, b.target.value_(), v["current"], v["target"])
+            )
         if n4k + 512 * n2m != size:
             problems.append("pages %d + 512 * %d != size %d" % (n4k, n2m, size))
         if ("y" if b.reset_required else "n") != v["is resetting"]:
@@ -95,8 +111,11 @@ def check(sample_dir):
 
 
 def main():
-    dirs = sys.argv[1:] or sorted(d for d in glob.glob(os.path.join(SAMPLES, "*"))
-                                  if os.path.exists(os.path.join(d, "manifest.json")))
+    dirs = sys.argv[1:] or sorted(
+        d
+        for d in glob.glob(os.path.join(SAMPLES, "*"))
+        if os.path.exists(os.path.join(d, "manifest.json"))
+    )
     bad = 0
     for d in dirs:
         try:
@@ -104,8 +123,14 @@ def main():
         except Exception as e:  # noqa: BLE001 - report and go on
             summary, problems = {}, ["%s: %s" % (type(e).__name__, e)]
         bad += bool(problems)
-        print("%-16s %s %s" % (os.path.basename(d.rstrip("/")), "FAIL" if problems else "ok",
-                               problems or summary))
+        print(
+            "%-16s %s %s"
+            % (
+                os.path.basename(d.rstrip("/")),
+                "FAIL" if problems else "ok",
+                problems or summary,
+            )
+        )
     sys.exit(1 if bad else 0)
 
 

@@ -38,54 +38,83 @@ CAP_64BIT_TARGET = 1 << 5
 SCENARIOS = {
     "4k": {
         "description": "VMware host grants basic+batched commands (no 2M); the balloon "
-                       "inflates to 40000 4 KiB frames.",
-        "vmware": True, "memory_mib": 512,
-        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
-                 "targets": [40000], "grant_2m": False},
+        "inflates to 40000 4 KiB frames.",
+        "vmware": True,
+        "memory_mib": 512,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+            "targets": [40000],
+            "grant_2m": False,
+        },
     },
     "2m": {
         "description": "VMware host grants 2M pages too; it accepts 30 2 MiB pages and "
-                       "refuses further 2 MiB pages, so the driver falls back to 4 KiB "
-                       "pages: both the 2M list and the 4K list are non-empty. "
-                       "Target 30000 frames.",
-        "vmware": True, "memory_mib": 512,
-        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
-                 "targets": [30000], "grant_2m": True, "max_2m_pages": 30},
+        "refuses further 2 MiB pages, so the driver falls back to 4 KiB "
+        "pages: both the 2M list and the 4K list are non-empty. "
+        "Target 30000 frames.",
+        "vmware": True,
+        "memory_mib": 512,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+            "targets": [30000],
+            "grant_2m": True,
+            "max_2m_pages": 30,
+        },
     },
     "deflated": {
         "description": "Inflated to 40000 4 KiB frames, then the host lowered the target "
-                       "to 25000 and the driver deflated to it.",
-        "vmware": True, "memory_mib": 512,
-        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
-                 "targets": [40000, 25000], "grant_2m": False},
+        "to 25000 and the driver deflated to it.",
+        "vmware": True,
+        "memory_mib": 512,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+            "targets": [40000, 25000],
+            "grant_2m": False,
+        },
     },
     "noresponse": {
         "description": "Disguised as VMware, vmw_balloon loaded, but the host never "
-                       "answers the balloon port (QEMU returns 0xffffffff): size 0, "
-                       "reset pending.",
-        "vmware": True, "memory_mib": 512, "host": None,
+        "answers the balloon port (QEMU returns 0xffffffff): size 0, "
+        "reset pending.",
+        "vmware": True,
+        "memory_mib": 512,
+        "host": None,
     },
     "notvmware": {
         "description": "Plain QEMU guest, not VMware: vmw_balloon's init returns -ENODEV "
-                       "and the module is not loaded (vmw_vmci is).",
-        "vmware": False, "memory_mib": 512, "host": None,
+        "and the module is not loaded (vmw_vmci is).",
+        "vmware": False,
+        "memory_mib": 512,
+        "host": None,
     },
     "large": {
         "description": "Benchmark sample (not committed): 6 GiB guest, target 1100000 "
-                       "frames, 2M granted, 1500 2 MiB pages accepted, the rest 4 KiB.",
-        "vmware": True, "memory_mib": 6144, "large": True,
-        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
-                 "targets": [1100000], "grant_2m": True, "max_2m_pages": 1500},
+        "frames, 2M granted, 1500 2 MiB pages accepted, the rest 4 KiB.",
+        "vmware": True,
+        "memory_mib": 6144,
+        "large": True,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+            "targets": [1100000],
+            "grant_2m": True,
+            "max_2m_pages": 1500,
+        },
         "timeout": 1800,
     },
     "large4k": {
         "description": "Benchmark sample (not committed) shaped like issue 3's reference "
-                       "(a 4 GiB balloon of 946,176 4 KiB and 200 2 MiB pages): 6 GiB "
-                       "guest, target 1048576 frames, 2M granted, 200 2 MiB pages "
-                       "accepted, the rest 4 KiB.",
-        "vmware": True, "memory_mib": 6144, "large": True,
-        "host": {"capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
-                 "targets": [1048576], "grant_2m": True, "max_2m_pages": 200},
+        "(a 4 GiB balloon of 946,176 4 KiB and 200 2 MiB pages): 6 GiB "
+        "guest, target 1048576 frames, 2M granted, 200 2 MiB pages "
+        "accepted, the rest 4 KiB.",
+        "vmware": True,
+        "memory_mib": 6144,
+        "large": True,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_BATCHED_2M | CAP_64BIT_TARGET,
+            "targets": [1048576],
+            "grant_2m": True,
+            "max_2m_pages": 200,
+        },
         "timeout": 1800,
     },
 }
@@ -116,18 +145,28 @@ def build_initramfs(kdir, work):
     for ko in ("vmw_vmci.ko", "vmw_balloon.ko"):
         shutil.copy(os.path.join(kdir, ko), os.path.join(root, ko))
     cpio = os.path.join(work, "initramfs.cpio")
-    names = subprocess.run(["find", "."], cwd=root, check=True, capture_output=True,
-                           text=True).stdout
+    names = subprocess.run(
+        ["find", "."], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
     with open(cpio, "wb") as f:
-        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names.encode(),
-                       stdout=f, check=True)
+        subprocess.run(
+            ["cpio", "-o", "-H", "newc", "--quiet"],
+            cwd=root,
+            input=names.encode(),
+            stdout=f,
+            check=True,
+        )
     return cpio
 
 
 def find_in_sites(ko):
     """Return [{function, offset_after}] for each `in (%dx),%eax` in the module."""
-    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", ko], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["objdump", "-d", "--no-show-raw-insn", ko],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     sites = []
     func = None
     func_start = 0
@@ -139,7 +178,9 @@ def find_in_sites(ko):
         m = re.match(r"^\s+([0-9a-f]+):\s+in\s+\(%dx\),%eax", line)
         if m and func:
             # inl (%dx),%eax is one byte (0xed): break on the next instruction.
-            sites.append({"function": func, "offset_after": int(m.group(1), 16) + 1 - func_start})
+            sites.append(
+                {"function": func, "offset_after": int(m.group(1), 16) + 1 - func_start}
+            )
     if not sites:
         raise SystemExit("no `in (%dx),%eax` found in " + ko)
     return sites
@@ -242,8 +283,11 @@ def ground_truth(data):
         "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)} if vm.strip() else None,
         "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
         "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
-        "module_sections": {l.split()[0]: l.split()[1]
-                            for l in sec.get("module_sections", "").splitlines() if l.strip()},
+        "module_sections": {
+            l.split()[0]: l.split()[1]
+            for l in sec.get("module_sections", "").splitlines()
+            if l.strip()
+        },
         "uname_r": sec["uname_r"].strip(),
     }, sec.get("lsmod", "")
 
@@ -299,8 +343,10 @@ def fix_qemu_elf(path):
             raise SystemExit("ELF with PN_XNUM program headers: not handled")
         f.seek(phoff)
         ph = f.read(phentsize * phnum)
-        first_data = min(int.from_bytes(ph[i * phentsize + 8:i * phentsize + 16], "little")
-                         for i in range(phnum))
+        first_data = min(
+            int.from_bytes(ph[i * phentsize + 8 : i * phentsize + 16], "little")
+            for i in range(phnum)
+        )
         if 64 + len(ph) > first_data:
             raise SystemExit("no room to move the program headers")
         eh[32:40] = (64).to_bytes(8, "little")  # e_phoff
@@ -318,14 +364,16 @@ def makedumpfile_bin():
     tool = os.path.join(CACHE, "tools", "makedumpfile")
     if not os.path.exists(tool):
         run([os.path.join(HERE, "fetch_tools.sh")])
-    ver = subprocess.run([tool, "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    ver = subprocess.run([tool, "-v"], capture_output=True, text=True).stdout.split(
+        "\n"
+    )[0]
     m = re.search(r"version (\S+)", ver)
     return tool, "makedumpfile " + (m.group(1) if m else "?")
 
 
 def drgn_check(vmcore, vmlinux, ko, loaded):
     """Open the sample in drgn and walk what the report reads; returns a summary dict."""
-    code = r'''
+    code = r"""
 import json, sys, drgn
 from drgn.helpers.linux.list import list_for_each_entry
 vmcore, vmlinux, ko, loaded = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
@@ -363,9 +411,12 @@ if loaded:
     except (AttributeError, LookupError):
         pass
 print(json.dumps(r))
-'''
-    p = subprocess.run([sys.executable, "-c", code, vmcore, vmlinux, ko, "1" if loaded else "0"],
-                       capture_output=True, text=True)
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", code, vmcore, vmlinux, ko, "1" if loaded else "0"],
+        capture_output=True,
+        text=True,
+    )
     if p.returncode != 0:
         raise SystemExit("drgn check failed:\n" + p.stdout + p.stderr)
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr.strip()
@@ -394,8 +445,11 @@ def same_build(xz_path, path, work):
 def store_kernel(kdir, release, samples_root, work):
     dest = os.path.join(samples_root, "kernels", release)
     os.makedirs(dest, exist_ok=True)
-    jobs = [("vmlinux", "vmlinux.xz"), ("vmw_balloon.ko", "vmw_balloon.ko.xz"),
-            ("config", "config.xz")]
+    jobs = [
+        ("vmlinux", "vmlinux.xz"),
+        ("vmw_balloon.ko", "vmw_balloon.ko.xz"),
+        ("config", "config.xz"),
+    ]
     for src, name in jobs:
         out = os.path.join(dest, name)
         if os.path.exists(out):
@@ -403,11 +457,15 @@ def store_kernel(kdir, release, samples_root, work):
                 raise SystemExit(
                     "%s holds another build of %s than %s: samples of one release must share "
                     "one build (remove the old samples and kernel files, or use --out)"
-                    % (out, release, kdir))
+                    % (out, release, kdir)
+                )
             continue
         committed = os.path.join(REPO, "vmcore-samples", "kernels", release, name)
-        if (os.path.exists(committed) and os.path.abspath(committed) != os.path.abspath(out)
-                and same_build(committed, os.path.join(kdir, src), work)):
+        if (
+            os.path.exists(committed)
+            and os.path.abspath(committed) != os.path.abspath(out)
+            and same_build(committed, os.path.join(kdir, src), work)
+        ):
             shutil.copy(committed, out)  # same kernel build: reuse the committed file
             continue
         path = os.path.join(kdir, src)
@@ -443,38 +501,71 @@ def start_gdb_host(work, vmlinux, ko, gdb_port, host, **popen_kw):
     # QEMU waits (-S) for gdb; give it a moment to open the gdb port.
     time.sleep(1)
     proc = subprocess.Popen(
-        ["gdb", "-batch", "-nx", "-ex", "set auto-load off", "-ex", "file " + vmlinux,
-         "-x", os.path.join(HERE, "vmware_host_gdb.py")],
-        env=dict(os.environ, VMW_HOST_CONFIG=cfg_path), stdin=subprocess.DEVNULL,
-        stdout=open(os.path.join(work, "gdb.out"), "w"), stderr=subprocess.STDOUT,
-        **popen_kw)
+        [
+            "gdb",
+            "-batch",
+            "-nx",
+            "-ex",
+            "set auto-load off",
+            "-ex",
+            "file " + vmlinux,
+            "-x",
+            os.path.join(HERE, "vmware_host_gdb.py"),
+        ],
+        env=dict(os.environ, VMW_HOST_CONFIG=cfg_path),
+        stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(work, "gdb.out"), "w"),
+        stderr=subprocess.STDOUT,
+        **popen_kw,
+    )
     return proc, cfg
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kernel", help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "kernel", help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2)"
+    )
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--out", help="samples root (default: vmcore-samples/ of the repo; "
-                                  "$CACHE/large for the large scenario)")
+    ap.add_argument(
+        "--out",
+        help="samples root (default: vmcore-samples/ of the repo; "
+        "$CACHE/large for the large scenario)",
+    )
     ap.add_argument("--dump-level", type=int, default=31)
     ap.add_argument("--keep-elf", action="store_true", help="keep QEMU's ELF dump")
-    ap.add_argument("--elf", action="store_true",
-                    help="store the sample as an ELF dump (makedumpfile -E, the same "
-                    "dump level), xz-compressed as vmcore.xz; the name gets -elf")
+    ap.add_argument(
+        "--elf",
+        action="store_true",
+        help="store the sample as an ELF dump (makedumpfile -E, the same "
+        "dump level), xz-compressed as vmcore.xz; the name gets -elf",
+    )
     args = ap.parse_args()
 
     t_start = time.time()
     sc = SCENARIOS[args.scenario]
     name = "%s-%s" % (args.kernel, args.scenario) + ("-elf" if args.elf else "")
     kdir = os.path.join(CACHE, "kernels", args.kernel)
-    for f in ("bzImage", "vmlinux", "vmw_balloon.ko", "vmw_vmci.ko", "config", "release"):
+    for f in (
+        "bzImage",
+        "vmlinux",
+        "vmw_balloon.ko",
+        "vmw_vmci.ko",
+        "config",
+        "release",
+    ):
         if not os.path.exists(os.path.join(kdir, f)):
-            raise SystemExit("missing %s/%s: run build_kernel.sh %s" % (kdir, f, args.kernel))
+            raise SystemExit(
+                "missing %s/%s: run build_kernel.sh %s" % (kdir, f, args.kernel)
+            )
     release = open(os.path.join(kdir, "release")).read().strip()
-    samples_root = args.out or (os.path.join(CACHE, "large") if sc.get("large")
-                                else os.path.join(REPO, "vmcore-samples"))
+    samples_root = args.out or (
+        os.path.join(CACHE, "large")
+        if sc.get("large")
+        else os.path.join(REPO, "vmcore-samples")
+    )
     work = os.path.join(CACHE, "work", name)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -486,46 +577,92 @@ def main():
     console_log = os.path.join(work, "console.log")
     qmp_sock = os.path.join(work, "qmp.sock")
     gdb_port = free_port() if host else None
-    append = ["console=ttyS0", "loglevel=6", "panic=-1", "nokaslr", "qemu_fw_cfg.ioport=12@0x510:0:1:4",
-              "sample_timeout=%d" % sc.get("timeout", 300)]
+    append = [
+        "console=ttyS0",
+        "loglevel=6",
+        "panic=-1",
+        "nokaslr",
+        "qemu_fw_cfg.ioport=12@0x510:0:1:4",
+        "sample_timeout=%d" % sc.get("timeout", 300),
+    ]
     if host:
         append.append("sample_target=%d" % host["targets"][-1])
-    qemu = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none",
-            "-no-reboot", "-m", str(sc["memory_mib"]), "-smp", "1"]
+    qemu = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-m",
+        str(sc["memory_mib"]),
+        "-smp",
+        "1",
+    ]
     if sc["vmware"]:
-        qemu += ["-machine", "pc,vmport=on", "-cpu", "qemu64,-hypervisor",
-                 "-smbios", "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform,"
-                            "serial=VMware-42 1d 5e 2f 6a 7b 8c 9d-0e 1f 2a 3b 4c 5d 6e 7f"]
+        qemu += [
+            "-machine",
+            "pc,vmport=on",
+            "-cpu",
+            "qemu64,-hypervisor",
+            "-smbios",
+            "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform,"
+            "serial=VMware-42 1d 5e 2f 6a 7b 8c 9d-0e 1f 2a 3b 4c 5d 6e 7f",
+        ]
     else:
         qemu += ["-machine", "pc", "-cpu", "qemu64"]
-    qemu += ["-device", "vmcoreinfo",
-             "-kernel", os.path.join(kdir, "bzImage"), "-initrd", cpio,
-             "-append", " ".join(append),
-             "-serial", "file:" + console_log, "-serial", "file:" + data_log,
-             "-qmp", "unix:%s,server=on,wait=off" % qmp_sock]
+    qemu += [
+        "-device",
+        "vmcoreinfo",
+        "-kernel",
+        os.path.join(kdir, "bzImage"),
+        "-initrd",
+        cpio,
+        "-append",
+        " ".join(append),
+        "-serial",
+        "file:" + console_log,
+        "-serial",
+        "file:" + data_log,
+        "-qmp",
+        "unix:%s,server=on,wait=off" % qmp_sock,
+    ]
     if host:
         qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port, "-S"]
 
     gdbp = None
     host_cfg = None
-    qemu_p = subprocess.Popen(qemu, stdin=subprocess.DEVNULL,
-                              stdout=open(os.path.join(work, "qemu.out"), "w"),
-                              stderr=subprocess.STDOUT)
+    qemu_p = subprocess.Popen(
+        qemu,
+        stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(work, "qemu.out"), "w"),
+        stderr=subprocess.STDOUT,
+    )
     log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
     try:
         if host:
-            gdbp, host_cfg = start_gdb_host(work, os.path.join(kdir, "vmlinux"),
-                                            os.path.join(kdir, "vmw_balloon.ko"),
-                                            gdb_port, host)
+            gdbp, host_cfg = start_gdb_host(
+                work,
+                os.path.join(kdir, "vmlinux"),
+                os.path.join(kdir, "vmw_balloon.ko"),
+                gdb_port,
+                host,
+            )
             log("gdb pid %d" % gdbp.pid)
         procs = [qemu_p] + ([gdbp] if gdbp else [])
-        data = wait_for(data_log, "@@SAMPLE-READY@@", sc.get("timeout", 300) + 300, procs)
+        data = wait_for(
+            data_log, "@@SAMPLE-READY@@", sc.get("timeout", 300) + 300, procs
+        )
         log("guest ready")
         elf = os.path.join(work, "vmcore.elf")
         qmp = QMP(qmp_sock)
         t0 = time.time()
         qmp.cmd("dump-guest-memory", paging=False, protocol="file:" + elf)
-        log("dump-guest-memory: %d MB in %.1f s" % (os.path.getsize(elf) >> 20, time.time() - t0))
+        log(
+            "dump-guest-memory: %d MB in %.1f s"
+            % (os.path.getsize(elf) >> 20, time.time() - t0)
+        )
         try:
             qmp.cmd("quit")
         except (EOFError, OSError):
@@ -550,23 +687,35 @@ def main():
         if os.path.exists(kdump):
             os.unlink(kdump)
         t0 = time.time()
-        p = subprocess.run([mdf, "-c", "-d", str(level), elf, kdump],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            [mdf, "-c", "-d", str(level), elf, kdump], capture_output=True, text=True
+        )
         sys.stdout.write(p.stdout + p.stderr)
         if p.returncode != 0:
             raise SystemExit("makedumpfile failed")
-        log("makedumpfile -d %d: %.1f MB in %.1f s" % (
-            level, os.path.getsize(kdump) / 1e6, time.time() - t0))
+        log(
+            "makedumpfile -d %d: %.1f MB in %.1f s"
+            % (level, os.path.getsize(kdump) / 1e6, time.time() - t0)
+        )
         try:
-            check, warnings = drgn_check(kdump, os.path.join(kdir, "vmlinux"),
-                                         os.path.join(kdir, "vmw_balloon.ko"), loaded)
+            check, warnings = drgn_check(
+                kdump,
+                os.path.join(kdir, "vmlinux"),
+                os.path.join(kdir, "vmw_balloon.ko"),
+                loaded,
+            )
             break
         except SystemExit as e:
             if "Excluded page" not in str(e) or level & 8 == 0:
                 raise
-            log("drgn met excluded pages with -d %d; retrying with -d %d" % (level, level & ~8))
-            dump_note = ("-d %d excluded pages drgn needs (slab pages counted as user pages "
-                         "by %s on this kernel); used -d %d" % (level, mdf_version, level & ~8))
+            log(
+                "drgn met excluded pages with -d %d; retrying with -d %d"
+                % (level, level & ~8)
+            )
+            dump_note = (
+                "-d %d excluded pages drgn needs (slab pages counted as user pages "
+                "by %s on this kernel); used -d %d" % (level, mdf_version, level & ~8)
+            )
             level &= ~8
     dump_format = "kdump-compressed (zlib)"
     if args.elf:
@@ -574,16 +723,23 @@ def main():
         elf_out = os.path.join(work, "vmcore.filtered.elf")
         if os.path.exists(elf_out):
             os.unlink(elf_out)
-        p = subprocess.run([mdf, "-E", "-d", str(level), elf, elf_out],
-                           capture_output=True, text=True)
+        p = subprocess.run(
+            [mdf, "-E", "-d", str(level), elf, elf_out], capture_output=True, text=True
+        )
         sys.stdout.write(p.stdout + p.stderr)
         if p.returncode != 0:
             raise SystemExit("makedumpfile -E failed")
-        drgn_check(elf_out, os.path.join(kdir, "vmlinux"),
-                   os.path.join(kdir, "vmw_balloon.ko"), loaded)
+        drgn_check(
+            elf_out,
+            os.path.join(kdir, "vmlinux"),
+            os.path.join(kdir, "vmw_balloon.ko"),
+            loaded,
+        )
         run(["xz", "-9", "-T2", "-f", elf_out])
-        dump_format = ("ELF (makedumpfile -E), stored xz-compressed as vmcore.xz and "
-                       "decompressed on first use")
+        dump_format = (
+            "ELF (makedumpfile -E), stored xz-compressed as vmcore.xz and "
+            "decompressed on first use"
+        )
     if not args.keep_elf:
         os.unlink(elf)
     log("drgn: %s" % check)
@@ -592,8 +748,10 @@ def main():
     if loaded and gt["vmmemctl"]:
         v = gt["vmmemctl"]["parsed"]
         if (check["size"], check["target"]) != (v["current"], v["target"]):
-            log("WARNING: drgn size/target %s/%s != guest %s/%s" % (
-                check["size"], check["target"], v["current"], v["target"]))
+            log(
+                "WARNING: drgn size/target %s/%s != guest %s/%s"
+                % (check["size"], check["target"], v["current"], v["target"])
+            )
 
     host_state = None
     if host_cfg and os.path.exists(host_cfg["state_file"]):
@@ -603,7 +761,9 @@ def main():
     sample_dir = os.path.join(samples_root, name)
     os.makedirs(sample_dir, exist_ok=True)
     stored = os.path.join(sample_dir, "vmcore.xz" if args.elf else "vmcore")
-    shutil.copy(os.path.join(work, "vmcore.filtered.elf.xz") if args.elf else kdump, stored)
+    shutil.copy(
+        os.path.join(work, "vmcore.filtered.elf.xz") if args.elf else kdump, stored
+    )
     os.chmod(stored, 0o644)
     manifest = {
         "name": name,
@@ -613,22 +773,39 @@ def main():
         "debug_files": ["vmlinux.xz", "vmw_balloon.ko.xz"],
         "vmware": sc["vmware"],
         "balloon_module_loaded": loaded,
-        "host": None if host is None else {
+        "host": None
+        if host is None
+        else {
             "capabilities": hex(host["capabilities"]),
             "targets": host["targets"],
             "grant_2m": host["grant_2m"],
             "max_2m_pages": host.get("max_2m_pages"),
             "start_delay_polls": host.get("start_delay_polls", 2),
-            "answered": {k: host_state[k] for k in (
-                "commands", "size", "accepted_4k", "accepted_2m", "refused_2m",
-                "unlocked_4k", "unlocked_2m", "double_hits")} if host_state else None,
+            "answered": {
+                k: host_state[k]
+                for k in (
+                    "commands",
+                    "size",
+                    "accepted_4k",
+                    "accepted_2m",
+                    "refused_2m",
+                    "unlocked_4k",
+                    "unlocked_2m",
+                    "double_hits",
+                )
+            }
+            if host_state
+            else None,
         },
         "qemu_cmdline": qemu,
         "memory_mib": sc["memory_mib"],
-        "dump": dict({"tool": mdf_version, "dump_level": level,
-                      "format": dump_format},
-                     **({"note": dump_note} if dump_note else {})),
-        "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dump": dict(
+            {"tool": mdf_version, "dump_level": level, "format": dump_format},
+            **({"note": dump_note} if dump_note else {}),
+        ),
+        "built": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
         "build_seconds": int(time.time() - t_start),
         "ground_truth": gt,
     }
@@ -636,8 +813,10 @@ def main():
         json.dump(manifest, f, indent=1)
         f.write("\n")
     shutil.copy(console_log, os.path.join(work, "console.saved.log"))
-    log("sample %s: %s (%.1f MB), drgn check %s" % (
-        name, sample_dir, os.path.getsize(stored) / 1e6, check))
+    log(
+        "sample %s: %s (%.1f MB), drgn check %s"
+        % (name, sample_dir, os.path.getsize(stored) / 1e6, check)
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,16 @@ CMD_BATCHED_2M_LOCK = 8
 CMD_BATCHED_2M_UNLOCK = 9
 CMD_VMCI_DOORBELL_SET = 10
 CMD_NAMES = {
-    0: "start", 1: "target", 2: "lock", 3: "unlock", 4: "guestType",
-    6: "batchLock", 7: "batchUnlock", 8: "2m-lock", 9: "2m-unlock", 10: "doorbellSet",
+    0: "start",
+    1: "target",
+    2: "lock",
+    3: "unlock",
+    4: "guestType",
+    6: "batchLock",
+    7: "batchUnlock",
+    8: "2m-lock",
+    9: "2m-unlock",
+    10: "doorbellSet",
 }
 
 SUCCESS = 0
@@ -125,9 +133,9 @@ class Host:
                     self.accepted_2m += 1
                     self.size += FRAMES_2M
                 else:
-                    e = int.from_bytes(buf[8 * i:8 * i + 8], "little")
+                    e = int.from_bytes(buf[8 * i : 8 * i + 8], "little")
                     e = (e & ~0x1F) | ERROR_PPN_NOTNEEDED
-                    buf[8 * i:8 * i + 8] = e.to_bytes(8, "little")
+                    buf[8 * i : 8 * i + 8] = e.to_bytes(8, "little")
                     refused += 1
             if refused:
                 self.refused_2m += refused
@@ -182,9 +190,18 @@ class InBreakpoint(gdb.Breakpoint):
         gdb.execute("set $rbx = %d" % ebx)
         if ecx is not None:
             gdb.execute("set $rcx = %d" % ecx)
-        log("%s(%#x, %d) -> eax=%#x ebx=%d%s size=%d" % (
-            CMD_NAMES.get(cmd, cmd), arg1, arg2, eax, ebx,
-            "" if ecx is None else " ecx=%#x" % ecx, HOST.size))
+        log(
+            "%s(%#x, %d) -> eax=%#x ebx=%d%s size=%d"
+            % (
+                CMD_NAMES.get(cmd, cmd),
+                arg1,
+                arg2,
+                eax,
+                ebx,
+                "" if ecx is None else " ecx=%#x" % ecx,
+                HOST.size,
+            )
+        )
         HOST.save()
         return False
 
@@ -229,8 +246,11 @@ def main():
         sites.append({"function": site["function"], "address": "%#x" % addr})
         InBreakpoint("*%#x" % addr, internal=True)
     with open(CFG["sites_file"], "w") as f:
-        json.dump({"sites": sites, "symbols": {k: "%#x" % v for k, v in syms.items()}}, f,
-                  indent=1)
+        json.dump(
+            {"sites": sites, "symbols": {k: "%#x" % v for k, v in syms.items()}},
+            f,
+            indent=1,
+        )
     log("breakpoints: %s" % sites)
     HOST.save()
     while True:
