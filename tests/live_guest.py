@@ -143,10 +143,10 @@ def missing() -> Optional[str]:
 
 def kernel_files() -> Dict[str, str]:
     """The sample kernel's files, decompressed into the samples cache."""
-    from drgn_balloon import _samples
+    import samplelib
 
     return {
-        name: _samples._decompressed(os.path.join(KERNEL_DIR, name + ".xz"))
+        name: samplelib._decompressed(os.path.join(KERNEL_DIR, name + ".xz"))
         for name in KERNEL_FILES
     }
 

@@ -10,7 +10,7 @@ import time
 import corruption
 import pytest
 
-from drgn_balloon import _samples
+import samplelib
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK
 from drgn_balloon.verify import verify_balloon
@@ -66,7 +66,7 @@ def test_case(name, json_output):
 def test_fast_and_object_walks_stop_alike(name):
     maybe_skip(name)
     case = CASES[name]
-    prog = _samples.open_sample(case.sample)
+    prog = samplelib.open_sample(case.sample)
     case.damage(prog)
     state = balloon_state(prog)
     fast = verify_balloon(prog, state, fast=True)
@@ -98,7 +98,7 @@ def test_fuzz_balloon_and_first_nodes():
     # 300 random damages of balloon and the first list nodes (fixed seed).
     # Measured here: about 0.03 s a case, under 15 s in all.
     base = CASES["list-cyclic"].sample
-    prog = _samples.open_sample(base)
+    prog = samplelib.open_sample(base)
     pristine = corruption.outcome(prog)
     assert pristine.code == EXIT_OK
     codes = {}

@@ -4,17 +4,17 @@ import re
 
 import pytest
 
-from drgn_balloon import _samples
+import samplelib
 from drgn_balloon.dumpfile import truncation, vmcoreinfo
 
 
-@pytest.mark.parametrize("name", _samples.sample_names())
+@pytest.mark.parametrize("name", samplelib.sample_names())
 def test_vmcoreinfo_from_file(name):
-    info = vmcoreinfo(_samples.vmcore(name))
+    info = vmcoreinfo(samplelib.vmcore(name))
     release = re.search(rb"^OSRELEASE=(.*)$", info, re.M).group(1).decode()
     # What the guest printed with uname -r.
-    assert release == _samples.manifest(name)["ground_truth"]["uname_r"].strip()
-    prog = _samples.open_sample(name)
+    assert release == samplelib.manifest(name)["ground_truth"]["uname_r"].strip()
+    prog = samplelib.open_sample(name)
     try:
         from_drgn = prog["VMCOREINFO"].string_()
     except KeyError:
@@ -22,14 +22,14 @@ def test_vmcoreinfo_from_file(name):
     assert info.rstrip(b"\0") == from_drgn
 
 
-@pytest.mark.parametrize("name", _samples.sample_names())
+@pytest.mark.parametrize("name", samplelib.sample_names())
 def test_whole_samples_are_not_truncated(name):
-    assert truncation(_samples.vmcore(name)) is None
+    assert truncation(samplelib.vmcore(name)) is None
 
 
 def test_truncated_copy_is_named(tmp_path):
-    name = _samples.sample_names()[0]
-    data = open(_samples.vmcore(name), "rb").read()
+    name = samplelib.sample_names()[0]
+    data = open(samplelib.vmcore(name), "rb").read()
     path = tmp_path / "cut"
     path.write_bytes(data[:-1])
     assert "truncated" in truncation(str(path))

@@ -1,9 +1,11 @@
-# The sample dumps bundled in vmcore-samples/ (development and tests only; not
-# part of the helpers' API). Each sample is vmcore-samples/<name>/ with a
-# kdump-compressed vmcore and a manifest.json whose "kernel_dir" names a
+"""The sample dumps bundled in vmcore-samples/, for the tests and the scripts
+(scripts/ put tests/ on sys.path); not part of the package."""
+
+# Each sample is vmcore-samples/<name>/ with a kdump-compressed vmcore and a manifest.json whose "kernel_dir" names a
 # directory of xz-compressed debug files shared by the samples of one kernel.
 # They are decompressed once into a cache ($DRGN_BALLOON_CACHE, else
-# ~/.cache/drgn-balloon) and reused while the .xz file is unchanged.
+# ~/.cache/drgn-balloon) under their own names (kernels/RELEASE/vmlinux), and
+# decompressed again when the .xz file changes (its SHA-256 is kept beside).
 
 import hashlib
 import json
@@ -12,7 +14,7 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
 SAMPLES = os.environ.get("DRGN_BALLOON_SAMPLES", os.path.join(REPO, "vmcore-samples"))
 
 
@@ -23,9 +25,16 @@ def cache_dir() -> str:
     )
 
 
+#: Set by --vmcore NAME (conftest.py): the sample tests run on it only.
+ONLY: Optional[str] = None
+
+
 def sample_names() -> List[str]:
     if not os.path.isdir(SAMPLES):
         return []
+    if ONLY is not None:
+        found = os.path.isfile(os.path.join(SAMPLES, ONLY, "manifest.json"))
+        return [ONLY] if found else []
     return sorted(
         name
         for name in os.listdir(SAMPLES)
@@ -55,19 +64,29 @@ def _sha256(path: str) -> str:
 
 
 def _decompressed(path: str) -> str:
-    # path.xz -> cached decompressed copy, rebuilt when the .xz changes.
+    # path.xz -> its decompressed copy in the cache, at the same place
+    # relative to the samples (readable, reusable paths), rebuilt when the
+    # .xz changes.
     if not path.endswith(".xz"):
         return path
     digest = _sha256(path)
-    out_dir = os.path.join(cache_dir(), digest[:16])
-    out = os.path.join(out_dir, os.path.basename(path)[:-3])
-    if os.path.isfile(out):
-        return out
-    os.makedirs(out_dir, exist_ok=True)
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(SAMPLES))
+    if rel.startswith(".."):
+        rel = os.path.join("other", digest[:16], os.path.basename(path))
+    out = os.path.join(cache_dir(), rel[:-3])
+    stamp = out + ".sha256"
+    if os.path.isfile(out) and os.path.isfile(stamp):
+        with open(stamp) as f:
+            if f.read().strip() == digest:
+                return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = out + f".tmp{os.getpid()}"
     with lzma.open(path, "rb") as src, open(tmp, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
     os.replace(tmp, out)
+    with open(stamp + f".tmp{os.getpid()}", "w") as f:
+        f.write(digest + "\n")
+    os.replace(stamp + f".tmp{os.getpid()}", stamp)
     return out
 
 
@@ -87,11 +106,11 @@ def open_sample(name: str, load_module: bool = True) -> Any:
     files = debug_files(name)
     if not load_module:
         files = [f for f in files if not f.endswith(".ko")]
-    from .debuginfo import remember_core_dump_path
+    from drgn_balloon.program import set_core_dump_path
 
     prog = drgn.Program()
     prog.set_core_dump(vmcore(name))
-    remember_core_dump_path(prog, vmcore(name))
+    set_core_dump_path(prog, vmcore(name))
     try:
         prog.load_debug_info(files, default=False, main=True)
     except drgn.MissingDebugInfoError:
@@ -100,7 +119,8 @@ def open_sample(name: str, load_module: bool = True) -> Any:
 
 
 def find(name: Optional[str]) -> str:
+    """The sample called *name*; ValueError naming the samples if none is."""
     names = sample_names()
-    if name in names:
-        return name  # type: ignore[return-value]
-    raise SystemExit(f"no sample {name!r}; samples: {', '.join(names) or 'none'}")
+    if name is not None and name in names:
+        return name
+    raise ValueError(f"no sample {name!r}; samples: {', '.join(names) or 'none'}")
