@@ -3,30 +3,63 @@ Command line
 ------------
 
 The ``drgn_balloon.cli`` module holds what the entry points share: the
-arguments, the run function that builds the report and renders it, and the
-error handling that turns every failure into one line on stderr and an exit
-code (:mod:`drgn_balloon.errors`). :func:`main` is the ``balloon-report``
-console script, which opens the vmcore (or the live kernel) itself.
+arguments, the run function that checks the debug info
+(:func:`~drgn_balloon.program.check_program`), builds the report and renders
+it, and the error handling that turns every failure into one line on stderr
+and an exit code (:mod:`drgn_balloon.errors`). :func:`main` is the
+``balloon-report`` console script, which opens the vmcore (or the live
+kernel) itself; :func:`script_main` is ``scripts/balloon_report.py``.
 """
 
 import argparse
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+from drgn import Program
 
 from .errors import (
     EXIT_CODES,
     EXIT_FINDINGS,
-    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USAGE,
     BadDump,
     BalloonError,
-    MissingDebugInfo,
+    InternalError,
+    Interrupted,
     NotRoot,
+    Unreadable,
+    Usage,
 )
+from .program import check_program, set_core_dump_path
 
-__all__ = ["REPORT_OPTIONS", "add_report_arguments", "main", "run_report", "guarded"]
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = [
+    "REPORT_OPTIONS",
+    "UsageError",
+    "add_report_arguments",
+    "as_balloon_error",
+    "build_report",
+    "guarded",
+    "main",
+    "make_parser",
+    "open_program",
+    "print_report",
+    "run_report",
+    "script_main",
+]
 
 _EPILOG = "exit codes:\n" + "\n".join(
     f"  {code:>3}  {text}" for code, text in sorted(EXIT_CODES.items())
@@ -83,6 +116,32 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*flags, **kwargs)
 
 
+class UsageError(Exception):
+    """A command-line argument the parser rejected (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage and exits; we want one line, and a JSON error
+    # document with --json (see guarded()).
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def make_parser(name: str, description: str, vmcore: bool) -> argparse.ArgumentParser:
+    """The parser of the console script (*vmcore*: a VMCORE argument) and of
+    the drgn script."""
+    parser = _Parser(
+        prog=name,
+        description=description,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if vmcore:
+        parser.add_argument("vmcore", nargs="?", help="kdump-compressed or ELF vmcore")
+    add_report_arguments(parser)
+    return parser
+
+
 def _progress_printer() -> Optional[Callable[[str, int], None]]:
     if not sys.stderr.isatty():
         return None
@@ -94,112 +153,88 @@ def _progress_printer() -> Optional[Callable[[str, int], None]]:
     return progress
 
 
-def run_report(prog: object, args: argparse.Namespace) -> int:
-    """Build and print the report; return the exit code. May raise
-    :class:`~drgn_balloon.errors.BalloonError`."""
-    from .render import render_json, render_text
+def build_report(
+    prog: Program, args: argparse.Namespace, *, load_default: bool = False
+) -> "Report":
+    """
+    Check the program's debug info (:func:`~drgn_balloon.program.check_program`)
+    and build the report with the options of *args*.
+
+    :raises BalloonError: what is wrong, in one line.
+    """
     from .report import balloon_report
 
-    _check_dump_whole(prog)
-    _check_kernel_debug_info(prog)
+    debuginfo = check_program(prog, args.symbols, load_default=load_default)
     progress = _progress_printer()
-    report = balloon_report(
-        prog,  # type: ignore[arg-type]
-        verify=args.verify,
-        fast=args.fast,
-        rss=args.rss,
-        debug_files=args.symbols,
-        progress=progress,
-    )
-    if progress is not None:
-        sys.stderr.write("\r\033[K")
-    sys.stdout.write(render_json(report) if args.json else render_text(report))
-    sys.stdout.flush()
-    if report.findings:
-        return EXIT_FINDINGS
-    return EXIT_OK
-
-
-def _check_dump_whole(prog: object) -> None:
-    from .debuginfo import core_dump_path
-    from .dumpfile import truncation
-
-    path = core_dump_path(prog)  # type: ignore[arg-type]
-    if path and os.path.isfile(path):
-        problem = truncation(path)
-        if problem:
-            raise BadDump(problem)
-
-
-def _check_kernel_debug_info(prog: object) -> None:
-    import re
-
-    from .pages import _vmcoreinfo
-
     try:
-        prog.type("struct page")  # type: ignore[attr-defined]
-    except LookupError:
-        raise MissingDebugInfo(
-            "no debug info for the kernel (vmlinux): install the kernel's debug "
-            "info package (e.g. linux-image-*-dbg, kernel-debuginfo) or pass "
-            "-s /path/to/vmlinux"
+        return balloon_report(
+            prog,
+            verify=args.verify,
+            fast=args.fast,
+            rss=args.rss,
+            debug_files=args.symbols,
+            debuginfo=debuginfo,
+            progress=progress,
         )
-    # The kernel wrote where init_uts_ns is into VMCOREINFO; debug info of
-    # another build puts it elsewhere. (New drgn also checks the build ID; old
-    # drgn takes any vmlinux.)
-    info = _vmcoreinfo(prog)  # type: ignore[arg-type]
-    match = re.search(rb"^SYMBOL\(init_uts_ns\)=([0-9a-f]+)$", info, re.M)
-    release = re.search(rb"^OSRELEASE=(.*)$", info, re.M)
-    if match:
-        expected = int(match.group(1), 16)
-        try:
-            actual = prog["init_uts_ns"].address_  # type: ignore[index]
-        except LookupError:
-            actual = None
-        if actual != expected:
-            raise MissingDebugInfo(
-                "the vmlinux debug info is of another kernel build than the dump "
-                f"(init_uts_ns at {actual or 0:#x}, the dump says {expected:#x}): "
-                "pass the vmlinux of kernel "
-                + (release.group(1).decode("ascii", "replace") if release else "?")
-            )
+    finally:
+        if progress is not None:
+            sys.stderr.write("\r\033[K")
 
 
-def _one_line(message: str) -> str:
+def print_report(report: "Report", json_output: bool) -> int:
+    """Print the report; return the exit code (1 when there are findings)."""
+    from .render import render_json, render_text
+
+    sys.stdout.write(render_json(report) if json_output else render_text(report))
+    sys.stdout.flush()
+    return EXIT_FINDINGS if report.findings else EXIT_OK
+
+
+def run_report(
+    prog: Program, args: argparse.Namespace, *, load_default: bool = False
+) -> int:
+    """Build and print the report; return the exit code. May raise
+    :class:`~drgn_balloon.errors.BalloonError`."""
+    return print_report(build_report(prog, args, load_default=load_default), args.json)
+
+
+def one_line(message: str) -> str:
+    """A message as one line, safe to print on a terminal."""
     from .render import escape
 
     return escape(" ".join(str(message).split()))
 
 
-def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
+def as_balloon_error(e: Exception) -> BalloonError:
+    """Turn an exception escaping the report into a :class:`BalloonError`."""
+    import drgn
+
+    if isinstance(e, BalloonError):
+        return e
+    if isinstance(e, drgn.FaultError):
+        return Unreadable(f"memory the report needs is not in the dump: {e}")
+    if isinstance(e, MemoryError):
+        return InternalError("out of memory")
+    return InternalError(f"internal error: {type(e).__name__}: {e}")
+
+
+def guarded(func: Callable[[], int], name: str, json_errors: bool = False) -> int:
     """
-    Run *func*; turn every exception into one line on stderr and an exit
-    code. With *json_errors*, also print a JSON error document on stdout.
+    Run *func*; turn every exception into one line on stderr (``NAME: error:
+    ...``) and an exit code. With *json_errors*, also print a JSON error
+    document on stdout.
     """
     try:
         return func()
-    except BalloonError as e:
-        code, kind, message = e.exit_code, e.kind, e.message
     except KeyboardInterrupt:
-        code, kind, message = 130, "interrupted", "interrupted"
+        err: BalloonError = Interrupted("interrupted")
     except BrokenPipeError:
         return EXIT_OK
-    except MemoryError:
-        code, kind, message = EXIT_INTERNAL, "internal", "out of memory"
-    except Exception as e:  # the promise: never a traceback
-        import drgn
-
-        if isinstance(e, drgn.FaultError):
-            from .errors import Unreadable
-
-            err: BalloonError = Unreadable(
-                f"memory the report needs is not in the dump: {e}"
-            )
-            code, kind, message = err.exit_code, err.kind, err.message
-        else:
-            code, kind = EXIT_INTERNAL, "internal"
-            message = f"internal error: {type(e).__name__}: {e}"
-    sys.stderr.write(f"balloon-report: error: {_one_line(message)}\n")
+    except UsageError as e:
+        err = Usage(str(e))
+    except Exception as e:  # noqa: BLE001 - the promise: never a traceback
+        err = as_balloon_error(e)
+    sys.stderr.write(f"{name}: error: {one_line(err.message)}\n")
     if json_errors:
         import json
 
@@ -209,15 +244,20 @@ def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
             json.dumps(
                 {
                     "schema_version": SCHEMA_VERSION,
-                    "error": {"kind": kind, "exit_code": code, "message": message},
+                    "error": {
+                        "kind": err.kind,
+                        "exit_code": err.exit_code,
+                        "message": err.message,
+                    },
                 }
             )
             + "\n"
         )
-    return code
+    return err.exit_code
 
 
-def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
+def open_program(vmcore: Optional[str]) -> Program:
+    """Open a vmcore, or the live kernel (as root) when *vmcore* is ``None``."""
     import drgn
 
     prog = drgn.Program()
@@ -226,7 +266,7 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             with open(vmcore, "rb"):
                 pass
         except OSError as e:
-            raise BadDump(f"cannot open {vmcore}: {e.strerror}")
+            raise BadDump(f"cannot open {vmcore}: {e.strerror}") from e
         from .dumpfile import truncation
 
         # Before drgn opens it: libkdumpfile dies of SIGBUS on a kdump file
@@ -236,11 +276,9 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             raise BadDump(problem)
         try:
             prog.set_core_dump(vmcore)
-        except Exception as e:  # ValueError, OSError, drgn's own errors
-            raise BadDump(f"{vmcore} is not a kernel dump drgn can read: {e}")
-        from .debuginfo import remember_core_dump_path
-
-        remember_core_dump_path(prog, vmcore)
+        except (OSError, ValueError, drgn.MissingDebugInfoError) as e:
+            raise BadDump(f"{vmcore} is not a kernel dump drgn can read: {e}") from e
+        set_core_dump_path(prog, vmcore)
     else:
         if os.geteuid() != 0:
             raise NotRoot(
@@ -249,54 +287,67 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             )
         try:
             prog.set_kernel()
-        except Exception as e:
-            raise BadDump(f"cannot open the live kernel: {e}")
-    paths = [p for p in symbols if not os.path.isdir(p)]
-    # drgn logs a warning for every module without debug info; only vmlinux
-    # and the balloon module matter, and run_report() says so in one line.
-    import logging
-
-    logger = logging.getLogger("drgn")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        prog.load_debug_info(paths, default=True, main=True)
-    except drgn.MissingDebugInfoError:
-        pass  # judged in run_report()
-    except Exception as e:
-        raise MissingDebugInfo(f"cannot load debug info: {e}")
-    finally:
-        logger.setLevel(level)
+        except (OSError, ValueError, drgn.MissingDebugInfoError) as e:
+            raise BadDump(f"cannot open the live kernel: {e}") from e
     return prog
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``balloon-report`` console script."""
-    parser = argparse.ArgumentParser(
-        prog="balloon-report",
-        description="Where did my memory go? Report the VMware balloon of a "
-        "vmcore, or of the live kernel (as root) when no VMCORE is given.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    argv = sys.argv[1:] if argv is None else argv
+    parser = make_parser(
+        "balloon-report",
+        "Where did my memory go? Report the VMware balloon of a vmcore, or "
+        "of the live kernel (as root) when no VMCORE is given.",
+        vmcore=True,
     )
-    parser.add_argument("vmcore", nargs="?", help="kdump-compressed or ELF vmcore")
-    add_report_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
-
-    if args.vmcore:
-        # Module debug info next to the vmcore, as the user named it (drgn
-        # may know the vmcore by its resolved path only).
-        here = os.path.dirname(os.path.abspath(args.vmcore))
-        args.symbols += [here, os.path.join(here, "debug")]
 
     def run() -> int:
-        prog = _open_program(args.vmcore, args.symbols)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help
+            return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+        prog = open_program(args.vmcore)
+        return run_report(prog, args, load_default=True)
+
+    return guarded(run, "balloon-report", json_errors="--json" in argv)
+
+
+def _note_drgn_core_dump(prog: Program) -> None:
+    # drgn < 0.1.0 does not say which file it opened; in script mode it is the
+    # -c/--core argument of drgn's own command line.
+    from .program import core_dump_path
+
+    if core_dump_path(prog) is not None:
+        return
+    argv = list(getattr(sys, "orig_argv", []))
+    for i, arg in enumerate(argv):
+        if arg in ("-c", "--core") and i + 1 < len(argv):
+            set_core_dump_path(prog, argv[i + 1])
+            return
+        if arg.startswith("--core="):
+            set_core_dump_path(prog, arg.split("=", 1)[1])
+            return
+
+
+def script_main(prog: Optional[Program], argv: Sequence[str]) -> int:
+    """``drgn [-c VMCORE] scripts/balloon_report.py [options]``."""
+    name = "balloon_report.py"
+    parser = make_parser(name, "Report the VMware balloon (run it with drgn).", False)
+
+    def run() -> int:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help
+            return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+        if prog is None:
+            raise UsageError(
+                "run it with drgn: drgn -c VMCORE scripts/balloon_report.py"
+            )
+        _note_drgn_core_dump(prog)
         return run_report(prog, args)
 
-    return guarded(run, json_errors=args.json)
+    return guarded(run, name, json_errors="--json" in argv)
 
 
 if __name__ == "__main__":

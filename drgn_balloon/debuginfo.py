@@ -11,44 +11,19 @@ looked.
 """
 
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from drgn import Program
 
 from .errors import MissingDebugInfo
+from .program import elf_facts, search_directories
 from .system import kernel_release
 
 __all__ = [
     "candidate_paths",
-    "core_dump_path",
     "load_module_debug_info",
     "missing_error",
 ]
-
-_CORE_PATHS: Dict[int, str] = {}
-
-
-def remember_core_dump_path(prog: Program, path: str) -> None:
-    """Note which file *prog* was opened from (for drgn < 0.1.0)."""
-    _CORE_PATHS[id(prog)] = path
-
-
-def core_dump_path(prog: Program) -> Optional[str]:
-    """The path of the vmcore the program was opened from, if known."""
-    path = getattr(prog, "core_dump_path", None)  # drgn >= 0.1.0
-    if path:
-        return str(path)
-    if id(prog) in _CORE_PATHS:
-        return _CORE_PATHS[id(prog)]
-    import sys
-
-    argv = list(getattr(sys, "orig_argv", []))  # `drgn -c VMCORE script.py`
-    for i, arg in enumerate(argv):
-        if arg in ("-c", "--core") and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--core="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def candidate_paths(prog: Program, name: str, extra: Sequence[str] = ()) -> List[str]:
@@ -62,15 +37,11 @@ def candidate_paths(prog: Program, name: str, extra: Sequence[str] = ()) -> List
     names = [f"{name}.ko.debug", f"{name}.ko"]
     paths: List[str] = []
     for path in extra:
-        if os.path.isdir(path):
-            paths.extend(os.path.join(path, n) for n in names)
-        elif os.path.basename(path).startswith(name):
+        if not os.path.isdir(path) and os.path.basename(path).startswith(name):
             paths.append(path)
-    core = core_dump_path(prog)
-    if core:
-        directory = os.path.dirname(os.path.abspath(core))
-        for sub in ("", "debug"):
-            paths.extend(os.path.join(directory, sub, n) for n in names)
+    # -s directories, the vmcore's directory and its debug/ subdirectory.
+    for directory in search_directories(prog, extra):
+        paths.extend(os.path.join(directory, n) for n in names)
     for base in (
         f"/usr/lib/debug/lib/modules/{release}/kernel/drivers/misc",
         f"/usr/lib/debug/lib/modules/{release}/updates",
@@ -91,16 +62,28 @@ def candidate_paths(prog: Program, name: str, extra: Sequence[str] = ()) -> List
 
 def _module_wants(prog: Program, name: str) -> Optional[bool]:
     # drgn >= 0.1.0 tracks modules; older drgn returns None (unknown).
+    if not hasattr(prog, "module"):
+        return None
     try:
         module = prog.module(name)
-    except (AttributeError, TypeError):
-        return None
     except LookupError:
         return None
-    try:
-        return bool(module.wants_debug_file())
-    except AttributeError:
-        return None
+    return bool(module.wants_debug_file())
+
+
+def _why_not(path: str, build_id: Optional[bytes]) -> str:
+    # Why a candidate file was not taken for the module.
+    facts = elf_facts(path)
+    if not facts.elf:
+        return f"{path} (not an ELF file)"
+    if not facts.debug_info:
+        return f"{path} (no debug info: stripped)"
+    if build_id and facts.build_id and facts.build_id != build_id:
+        return (
+            f"{path} (another build: build ID {facts.build_id.hex()}, the loaded "
+            f"module's is {build_id.hex()})"
+        )
+    return f"{path} (did not match the loaded module)"
 
 
 def load_module_debug_info(
@@ -119,25 +102,29 @@ def load_module_debug_info(
     tried: List[str] = []
     existing = [p for p in candidate_paths(prog, name, extra) if os.path.isfile(p)]
     if wants is True:
+        import drgn
+
         module = prog.module(name)
+        build_id = getattr(module, "build_id", None)
         for path in existing:
-            tried.append(path)
             try:
                 module.try_file(path)
-            except Exception:  # a file drgn cannot parse is just not a match
-                continue
+            except (OSError, ValueError, drgn.MissingDebugInfoError):
+                pass  # a file drgn cannot parse is not a match; _why_not says why
             if not module.wants_debug_file():
                 return tried
-        build_id = getattr(module, "build_id", None)
+            tried.append(_why_not(path, build_id))
         raise missing_error(prog, name, build_id.hex() if build_id else None, tried)
     # Old drgn: hand every existing candidate to load_debug_info and let the
     # caller check whether the balloon's type appeared.
     if existing:
+        import drgn
+
         try:
             prog.load_debug_info(existing)
-        except Exception:
-            pass
-    return existing
+        except (OSError, ValueError, drgn.MissingDebugInfoError):
+            pass  # find_balloon() checks whether the balloon's type appeared
+    return [_why_not(path, None) for path in existing]
 
 
 def missing_error(
@@ -153,7 +140,7 @@ def missing_error(
         "the directory of the vmcore",
     ]
     if tried:
-        where.append("files that did not match: " + ", ".join(tried))
+        where.append("files not taken: " + ", ".join(tried))
     return MissingDebugInfo(
         f"{name} is loaded but its debug info was not found: need {name}.ko "
         f"with debug info for kernel {release}"

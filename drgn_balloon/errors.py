@@ -43,6 +43,9 @@ __all__ = [
     "BadDump",
     "NotRoot",
     "Unreadable",
+    "Usage",
+    "Interrupted",
+    "InternalError",
 ]
 
 EXIT_OK = 0
@@ -121,3 +124,24 @@ class Unreadable(BalloonError):
 
     exit_code = EXIT_UNREADABLE
     kind = "unreadable"
+
+
+class Usage(BalloonError):
+    """Bad command-line arguments."""
+
+    exit_code = EXIT_USAGE
+    kind = "usage"
+
+
+class Interrupted(BalloonError):
+    """Interrupted by the user (Ctrl-C)."""
+
+    exit_code = 130
+    kind = "interrupted"
+
+
+class InternalError(BalloonError):
+    """A bug: an exception the tool does not know."""
+
+    exit_code = EXIT_INTERNAL
+    kind = "internal"

@@ -7,10 +7,11 @@ array of ``struct page``) well enough to read it in bulk, and decides whether
 a page is marked offline the way the running kernel marks it.
 """
 
-import re
 from typing import NamedTuple, Optional
 
-from drgn import FaultError, Program, offsetof, sizeof
+from drgn import Program, offsetof, sizeof
+
+from .vmcoreinfo import vmcoreinfo_number
 
 __all__ = ["OfflineRule", "PageGeometry", "offline_rule", "page_geometry"]
 
@@ -31,24 +32,6 @@ class OfflineRule(NamedTuple):
         if self.mode == "pgty":
             return (page_type >> 24) == self.value
         return (page_type & (0xF0000000 | self.value)) == 0xF0000000
-
-
-_VMCOREINFO_OFFLINE = re.compile(
-    rb"^NUMBER\(PAGE_OFFLINE_MAPCOUNT_VALUE\)=(-?[0-9]+)$", re.M
-)
-
-
-def _vmcoreinfo(prog: Program) -> bytes:
-    try:
-        return prog["VMCOREINFO"].string_()
-    except (KeyError, LookupError, FaultError):
-        pass
-    # drgn < 0.0.23 has no VMCOREINFO object: read the note from the file.
-    from .debuginfo import core_dump_path
-    from .dumpfile import vmcoreinfo
-
-    path = core_dump_path(prog)
-    return vmcoreinfo(path) if path else b""
 
 
 def offline_rule(prog: Program, compaction_era: bool = False) -> Optional[OfflineRule]:
@@ -72,13 +55,13 @@ def offline_rule(prog: Program, compaction_era: bool = False) -> Optional[Offlin
     """
     try:
         pgty = prog["PGTY_offline"]
-    except (KeyError, LookupError):
+    except LookupError:
         pgty = None
     if pgty is not None:
         return OfflineRule("pgty", pgty.value_(), "enum pagetype PGTY_offline")
-    match = _VMCOREINFO_OFFLINE.search(_vmcoreinfo(prog))
-    if match:
-        value = int(match.group(1)) & 0xFFFFFFFF
+    number = vmcoreinfo_number(prog, "PAGE_OFFLINE_MAPCOUNT_VALUE")
+    if number is not None:
+        value = number & 0xFFFFFFFF
         if value & 0xFFFFFF == 0:
             return OfflineRule(
                 "pgty", value >> 24, "VMCOREINFO PAGE_OFFLINE_MAPCOUNT_VALUE"
@@ -129,12 +112,12 @@ def _page0(prog: Program) -> int:
     # memory model of x86_64 since v2.6.24); FLATMEM kernels have mem_map.
     try:
         return prog["vmemmap"].value_()
-    except (KeyError, LookupError):
+    except LookupError:
         pass
     mem_map = prog["mem_map"].value_()
     try:
         offset = prog["ARCH_PFN_OFFSET"].value_()
-    except (KeyError, LookupError):
+    except LookupError:
         offset = 0
     return mem_map - offset * sizeof(prog.type("struct page"))
 

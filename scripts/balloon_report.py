@@ -8,7 +8,6 @@ Report the VMware balloon of a vmcore or of the live kernel.
 Exit codes are listed by --help (and in drgn_balloon/errors.py).
 """
 
-import argparse
 import os
 import sys
 
@@ -16,21 +15,6 @@ if __name__ == "__main__":
     # Run from a checkout without installing: the package is next to scripts/.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-    from drgn_balloon.cli import _EPILOG, add_report_arguments, guarded, run_report
+    from drgn_balloon.cli import script_main
 
-    parser = argparse.ArgumentParser(
-        prog="balloon_report.py",
-        description="Report the VMware balloon (run it with drgn).",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_report_arguments(parser)
-    args = parser.parse_args(sys.argv[1:])
-    prog = globals().get("prog")
-    if prog is None:
-        sys.stderr.write(
-            "balloon_report.py: error: run it with drgn: "
-            "drgn -c VMCORE scripts/balloon_report.py\n"
-        )
-        sys.exit(2)
-    sys.exit(guarded(lambda: run_report(prog, args), json_errors=args.json))
+    sys.exit(script_main(globals().get("prog"), sys.argv[1:]))
