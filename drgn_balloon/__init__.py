@@ -16,49 +16,55 @@ In a drgn session::
     >>> verify_balloon(state=state).verified
     True
     >>> print(render_text(balloon_report()))
+
+The ``%balloon`` drgn command (drgn 0.1.0+) does the same; ``%balloon
+--drgn`` prints the code.
 """
 
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
 
-from drgn import Program
+from drgn import Object, Program
 
-from .balloon import (
-    BalloonState,
-)
-from .balloon import (
-    balloon_state as _balloon_state,
-)
-from .balloon import (
-    find_balloon as _find_balloon,
-)
+from .balloon import BalloonState
+from .balloon import balloon_state as _balloon_state
+from .balloon import find_balloon as _find_balloon
 from .errors import BalloonError
 from .layout import ERAS, Era, detect_era
 from .memory import MemoryAccounting
 from .memory import memory_accounting as _memory_accounting
 from .render import render_json, render_text
-from .report import Report
+from .program import DebugInfo, check_program
+from .report import Balloon, KernelInfo, ModuleVersion, Report, VMwareState
 from .report import balloon_report as _balloon_report
+from .system import ModuleInfo
 from .verify import Verification
 from .verify import verify_balloon as _verify_balloon
 
 try:
     from drgn.helpers.common.prog import takes_program_or_default
-except ImportError:  # drgn < 0.0.23
+except ImportError:  # drgn < 0.0.23: pass prog explicitly
+    _F = TypeVar("_F", bound=Callable[..., Any])
 
-    def takes_program_or_default(f):  # type: ignore[no-untyped-def]
+    def takes_program_or_default(f: _F) -> _F:  # type: ignore[no-redef]
         return f
 
 
 __all__ = [
     "ERAS",
+    "Balloon",
     "BalloonError",
     "BalloonState",
+    "DebugInfo",
     "Era",
+    "KernelInfo",
     "MemoryAccounting",
+    "ModuleVersion",
     "Report",
+    "VMwareState",
     "Verification",
     "balloon_report",
     "balloon_state",
+    "check_program",
     "detect_era",
     "find_balloon",
     "memory_accounting",
@@ -71,7 +77,9 @@ __version__ = "0.1.0"
 
 
 @takes_program_or_default
-def find_balloon(prog: Program, debug_files: Sequence[str] = ()):  # type: ignore[no-untyped-def]
+def find_balloon(
+    prog: Program, debug_files: Sequence[str] = ()
+) -> Tuple[str, Optional[ModuleInfo], Object]:
     """
     Find ``struct vmballoon balloon``, loading the balloon module's debug
     info if drgn has not.
@@ -123,8 +131,20 @@ def balloon_report(
     fast: bool = True,
     rss: bool = True,
     debug_files: Sequence[str] = (),
+    debuginfo: Optional[DebugInfo] = None,
 ) -> Report:
-    """The whole report; render it with :func:`render_text` or :func:`render_json`."""
+    """
+    The whole report; render it with :func:`render_text` or :func:`render_json`.
+
+    :param debug_files: ``-s`` files and directories (the balloon module's
+        debug info is looked for there).
+    :param debuginfo: what :func:`check_program` returned.
+    """
     return _balloon_report(
-        prog, verify=verify, fast=fast, rss=rss, debug_files=debug_files
+        prog,
+        verify=verify,
+        fast=fast,
+        rss=rss,
+        debug_files=debug_files,
+        debuginfo=debuginfo,
     )

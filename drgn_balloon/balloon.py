@@ -16,8 +16,8 @@ from drgn import FaultError, FindObjectFlags, Object, Program, TypeKind
 
 from .debuginfo import load_module_debug_info, missing_error
 from .errors import MissingDebugInfo, NoBalloonDriver, NotVMware, Unreadable
-from .layout import ERAS, Era, balloon_lists, detect_era
-from .system import ModuleInfo, find_loaded_module, hypervisor
+from .layout import ERAS, VMMEMCTL_GLOBAL_SIZE, Era, balloon_lists, detect_era
+from .system import ModuleInfo, find_loaded_module, hypervisor, read_c_string
 from .vmmemctl import VmmemctlWalk, find_global_balloon, read_vmmemctl
 
 __all__ = [
@@ -45,12 +45,6 @@ CAPABILITIES: Dict[int, str] = {
     1 << 4: "SIGNALLED_WAKEUP_CMD",
     1 << 5: "64_BIT_TARGET",
 }
-
-#: What the guest driver offers the host (``VMW_BALLOON_CAPABILITIES``, a
-#: macro, so not in memory): BASIC | BATCHED | BATCHED_2M | SIGNALLED_WAKEUP
-#: | 64_BIT_TARGET on x86_64, identical in v5.10, v6.1, v6.12 and v7.2. It is
-#: only stated for the eras whose source we checked.
-OFFERED_CAPABILITIES: Dict[str, int] = {"C2": 0x3E, "D1": 0x3E, "D2": 0x3E}
 
 # Names printed by debugfs vmmemctl (vmballoon_cmd_names[],
 # vmballoon_stat_names[], vmballoon_stat_page_names[],
@@ -92,7 +86,12 @@ class BalloonState(NamedTuple):
     #: Capabilities the host granted (``balloon.capabilities``), or ``None``
     #: in eras without the field.
     capabilities: Optional[int]
-    #: Capabilities the driver offers (a constant of its source), or ``None``.
+    #: Their names, e.g. ``("BASIC_CMDS", "BATCHED_CMDS")``, decoded with
+    #: the kernel's ``enum vmwballoon_capabilities``; ``None`` with
+    #: :attr:`capabilities`.
+    capabilities_names: Optional[Tuple[str, ...]]
+    #: Capabilities the driver offers (a constant of its source, per era in
+    #: :mod:`drgn_balloon.layout`), or ``None``.
     offered_capabilities: Optional[int]
     #: ``"4k"`` or ``"2M"`` (``max_page_size``, v4.20+), or ``None``.
     max_page_size: Optional[str]
@@ -125,31 +124,34 @@ class BalloonState(NamedTuple):
         return self.target_frames * 4096
 
 
-def decode_capabilities(prog: Program, value: int) -> List[str]:
+def decode_capabilities(prog: Program, value: int) -> Tuple[str, ...]:
     """
-    Name the bits of a capabilities word, e.g. ``["BASIC_CMDS", ...]``.
-    Unknown bits are given as hex.
+    Name the bits of a capabilities word, e.g. ``("BASIC_CMDS", ...)``,
+    with the kernel's ``enum vmwballoon_capabilities`` (drgn's
+    ``decode_enum_type_flags()``), or :data:`CAPABILITIES` when the debug
+    info lacks the enum. Unknown bits are given together, in hex.
     """
-    table = dict(CAPABILITIES)
     try:
-        enum = prog.type("enum vmwballoon_capabilities")
-        table = {
-            e.value: e.name.replace("VMW_BALLOON_", "", 1) for e in enum.enumerators
-        }
-    except (LookupError, TypeError):
-        pass
-    names = []
-    for bit in range(64):
-        if value & (1 << bit):
-            names.append(table.get(1 << bit, hex(1 << bit)))
-    return names
+        enum: Optional[drgn.Type] = prog.type("enum vmwballoon_capabilities")
+    except LookupError:
+        enum = None
+    if enum is not None and enum.enumerators:
+        from drgn.helpers.common.format import decode_enum_type_flags
+
+        text = decode_enum_type_flags(value, enum, bit_numbers=False)
+        if text == "0":
+            return ()
+        return tuple(
+            name.replace("VMW_BALLOON_", "", 1) for name in text.split("|")
+        )
+    # As decode_enum_type_flags() does: known flags, then the rest in hex.
+    names = [name for flag, name in sorted(CAPABILITIES.items()) if value & flag]
+    rest = value & ~sum(CAPABILITIES)
+    return tuple(names) + ((hex(rest),) if rest else ())
 
 
 def _object(prog: Program, name: str, filename: str) -> Object:
-    try:
-        return prog.object(name, FindObjectFlags.VARIABLE, filename)
-    except TypeError:  # very old drgn: positional arguments only
-        return prog.object(name, FindObjectFlags.VARIABLE)
+    return prog.object(name, FindObjectFlags.VARIABLE, filename)
 
 
 def _try_find(prog: Program, relocated: bool = True) -> Optional[Tuple[str, Object]]:
@@ -231,10 +233,11 @@ def _find_balloon(
                 "symbol globalBalloon is not in the kernel's symbols (module "
                 "kallsyms)"
             )
-        size = 344 + 8
         obj = Object(
             prog,
-            prog.array_type(prog.int_type("unsigned char", 1, False), size),
+            prog.array_type(
+                prog.int_type("unsigned char", 1, False), VMMEMCTL_GLOBAL_SIZE
+            ),
             address=address,
         )
         return "vmmemctl", module, obj
@@ -268,24 +271,26 @@ _ABSENT: Tuple[type, ...] = tuple(
 def _string_array(
     prog: Program, name: str, filename: str
 ) -> Optional[List[Optional[str]]]:
+    # A module's array of C strings (e.g. vmballoon_stat_names[]), or None
+    # when the debug info lacks it or it was optimized out.
     try:
         array = _object(prog, name, filename)
-        if getattr(array, "absent_", False):
-            return None
-        length = array.type_.length
-        if length is None:
-            return None
-        out: List[Optional[str]] = []
-        for i in range(length):
-            ptr = array[i].value_()
-            out.append(
-                prog.read_c_string(ptr, max_size=64).decode("ascii", "replace")
-                if ptr
-                else None
-            )
-        return out
-    except (LookupError, FaultError, AttributeError, TypeError) + _ABSENT:
+    except LookupError:
         return None
+    if getattr(array, "absent_", False):
+        return None
+    t = array.type_
+    while t.kind == TypeKind.TYPEDEF:
+        t = t.type
+    if t.kind != TypeKind.ARRAY or t.length is None:
+        return None
+    out: List[Optional[str]] = []
+    try:
+        for i in range(t.length):
+            out.append(read_c_string(array[i]))
+    except (FaultError,) + _ABSENT:
+        return None
+    return out
 
 
 def _stats_pointer(prog: Program, stats: Object, filename: str) -> Dict[str, int]:
@@ -375,6 +380,7 @@ def _vmmemctl_state(
         target_frames=walk.target,
         reset_required=walk.reset,
         capabilities=None,
+        capabilities_names=None,
         offered_capabilities=None,
         max_page_size=None,
         batch_max_pages=None,
@@ -445,6 +451,7 @@ def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonStat
         shrinker = balloon.shrinker
         if shrinker.type_.kind == TypeKind.POINTER:
             registered = bool(shrinker.value_())
+    caps = capabilities.value_() if capabilities is not None else None
     isolated = 0
     dev_info_address = None
     if members.has_member("b_dev_info"):
@@ -458,8 +465,9 @@ def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonStat
         size_frames=_int(balloon.size),
         target_frames=_int(balloon.target),
         reset_required=bool(balloon.reset_required.value_()),
-        capabilities=capabilities.value_() if capabilities is not None else None,
-        offered_capabilities=OFFERED_CAPABILITIES.get(era.name),
+        capabilities=caps,
+        capabilities_names=None if caps is None else decode_capabilities(prog, caps),
+        offered_capabilities=era.offered_capabilities,
         max_page_size=_enum_name(max_page_size) if max_page_size is not None else None,
         batch_max_pages=batch_max_pages.value_()
         if batch_max_pages is not None

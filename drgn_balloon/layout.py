@@ -25,7 +25,15 @@ from typing import List, NamedTuple, Optional
 
 from drgn import Object, Type, TypeKind
 
-__all__ = ["ERAS", "BalloonList", "Era", "detect_era", "balloon_lists"]
+__all__ = [
+    "ERAS",
+    "FRAMES_PER_2M_PAGE",
+    "VMMEMCTL_GLOBAL_SIZE",
+    "BalloonList",
+    "Era",
+    "balloon_lists",
+    "detect_era",
+]
 
 
 class Era(NamedTuple):
@@ -44,6 +52,11 @@ class Era(NamedTuple):
     atomic_size: bool
     #: Whether ``stats`` is a pointer (``NULL`` until debugfs is read).
     stats_pointer: bool
+    #: What the guest driver offers the host (``VMW_BALLOON_CAPABILITIES``, a
+    #: macro, so not in memory), or ``None`` where the source was not
+    #: checked: BASIC | BATCHED | BATCHED_2M | SIGNALLED_WAKEUP |
+    #: 64_BIT_TARGET on x86_64, identical in v5.10, v6.1, v6.12 and v7.2.
+    offered_capabilities: Optional[int] = None
 
     @property
     def dev_info(self) -> bool:
@@ -70,13 +83,16 @@ ERAS = {
     ),
     # §1.C2: Linux kernel commit 83a8afa72e9c ("vmw_balloon: Compaction
     # support") (in v5.3).
-    "C2": Era("C2", "5.3 to 5.19", "b_dev_info.pages", "huge_pages", True, True),
+    "C2": Era("C2", "5.3 to 5.19", "b_dev_info.pages", "huge_pages", True, True, 0x3E),
     # §1.D1: struct balloon_dev_info lost its inode with the movable_operations
     # conversion (in v6.0); the shrinker became a pointer in v6.7.
-    "D1": Era("D1", "6.0 to 6.19", "b_dev_info.pages", "huge_pages", True, True),
-    # §1.D2: "vmw_balloon: stop using the balloon_dev_info lock" (David
-    # Hildenbrand, 2026) adds huge_pages_lock.
-    "D2": Era("D2", "7.0 and later", "b_dev_info.pages", "huge_pages", True, True),
+    "D1": Era("D1", "6.0 to 6.19", "b_dev_info.pages", "huge_pages", True, True, 0x3E),
+    # §1.D2: Linux kernel commit "vmw_balloon: stop using the
+    # balloon_dev_info lock" (David Hildenbrand, in v7.0; title only: its
+    # mainline hash could not be confirmed here) adds huge_pages_lock.
+    "D2": Era(
+        "D2", "7.0 and later", "b_dev_info.pages", "huge_pages", True, True, 0x3E
+    ),
     # §4: the out-of-tree vmmemctl.ko of VMware Tools / open-vm-tools (RHEL 5):
     # pages in chunk arrays, not on lists; read by drgn_balloon.vmmemctl.
     "vmmemctl-a": Era(
@@ -106,11 +122,14 @@ ERAS = {
 }
 
 
+#: Bytes of vmmemctl's ``Balloon globalBalloon`` read as one object: up to
+#: the 8-byte ``resetFlag`` at 344 of the largest layout (kernel-layouts.md
+#: §4; :data:`drgn_balloon.vmmemctl.VARIANTS`).
+VMMEMCTL_GLOBAL_SIZE = 344 + 8
+
+
 def _has_member(type_: Type, name: str) -> bool:
-    try:
-        return type_.has_member(name)
-    except AttributeError:  # pragma: no cover - drgn < 0.0.17
-        return any(m.name == name for m in type_.members)
+    return type_.has_member(name)
 
 
 def _strip(type_: Type) -> Type:

@@ -15,9 +15,16 @@ enum constants and variables; a counter this kernel lacks is ``None``.
 
 from typing import Dict, Iterator, NamedTuple, Optional, Tuple
 
-from drgn import FaultError, Object, Program
+from drgn import FaultError, Object, Program, TypeKind
 
-__all__ = ["MemoryAccounting", "memory_accounting", "processes_rss"]
+__all__ = [
+    "USED_COUNTERS",
+    "FreeTable",
+    "HugePagePool",
+    "MemoryAccounting",
+    "memory_accounting",
+    "processes_rss",
+]
 
 #: ``/proc/meminfo`` lines that hold memory in use, in the order shown, and
 #: that together with ``MemFree`` should add up to ``MemTotal``. ``Shmem`` is
@@ -38,41 +45,54 @@ USED_COUNTERS = (
 )
 
 
+class HugePagePool(NamedTuple):
+    """One huge page pool (``struct hstate``), as sysfs ``hugepages-*kB`` shows it."""
+
+    size_kib: int
+    #: ``HugePages_Total``.
+    total: int
+    #: ``HugePages_Free``.
+    free: int
+
+
+class FreeTable(NamedTuple):
+    """The ``Mem:`` line of ``free`` (procps), in KiB."""
+
+    total: int
+    used: int
+    free: int
+    shared: int
+    buff_cache: int
+
+
 class MemoryAccounting(NamedTuple):
-    """Counters in 4 KiB pages (``PAGE_SIZE`` on x86_64)."""
+    """Counters in pages of :attr:`page_size` bytes."""
 
     page_size: int
+    #: ``MemTotal`` (``totalram_pages()``).
     total: int
+    #: ``MemFree``.
     free: int
+    #: ``MemTotal - MemFree``.
+    used: int
     #: ``/proc/meminfo`` lines by name (``None``: this kernel lacks it).
     counters: Dict[str, Optional[int]]
+    #: Pages in use that a counter of :data:`USED_COUNTERS` names.
+    explained: int
+    #: Pages in use that no counter explains.
+    unaccounted: int
     #: Sum of the processes' RSS (``ps aux``), or ``None``.
     rss: Optional[int]
     #: Processes counted in :attr:`rss`.
     processes: int
-    #: Huge page pools: (page size in KiB, HugePages_Total, HugePages_Free).
-    hugepages: Tuple[Tuple[int, int, int], ...] = ()
-
-    @property
-    def used(self) -> int:
-        """``MemTotal - MemFree``."""
-        return self.total - self.free
-
-    @property
-    def explained(self) -> int:
-        """Pages in use that a counter names."""
-        return sum(v for k, v in self.counters.items() if k in USED_COUNTERS and v)
-
-    @property
-    def unaccounted(self) -> int:
-        """Pages in use that no counter explains."""
-        return max(self.used - self.explained, 0)
+    hugepages: Tuple[HugePagePool, ...]
+    free_kib: FreeTable
 
 
 def _item(prog: Program, name: str) -> Optional[int]:
     try:
         return prog[name].value_()
-    except (KeyError, LookupError):
+    except LookupError:
         return None
 
 
@@ -94,7 +114,7 @@ def _vm_stat(prog: Program, *names: str) -> Optional[int]:
         for array in arrays:
             try:
                 return max(prog[array][item].counter.value_(), 0)
-            except (KeyError, LookupError):
+            except LookupError:
                 continue
     return None
 
@@ -106,29 +126,35 @@ def _sum(*values: Optional[int]) -> Optional[int]:
 
 def _totalram(prog: Program) -> int:
     try:
-        return prog["_totalram_pages"].counter.value_()  # v5.0+
-    except (KeyError, LookupError):
-        return prog["totalram_pages"].value_()
+        from drgn.helpers.linux.mm import totalram_pages
+    except ImportError:  # drgn < 0.0.26
+        try:
+            return int(prog["_totalram_pages"].counter.value_())  # v5.0+
+        except LookupError:
+            return int(prog["totalram_pages"].value_())
+    return int(totalram_pages(prog))
 
 
 def _buffers(prog: Program) -> Optional[int]:
     # nr_blockdev_pages(): the page cache of the block devices' inodes.
     try:
         sb = prog["blockdev_superblock"]
-    except (KeyError, LookupError):
+    except LookupError:
         try:
             prog["all_bdevs"]  # before v5.9 the same came from all_bdevs
-        except (KeyError, LookupError):
+        except LookupError:
             return 0  # no CONFIG_BLOCK: nr_blockdev_pages() is 0
         sb = None
-    try:
-        from drgn.helpers.linux.block import nr_blockdev_pages
-
-        return int(nr_blockdev_pages(prog))
-    except ImportError:
-        pass
-    except (LookupError, FaultError, AttributeError, TypeError):
-        return None
+    if sb is not None:
+        try:
+            from drgn.helpers.linux.block import nr_blockdev_pages
+        except ImportError:
+            pass
+        else:
+            try:
+                return int(nr_blockdev_pages(prog))
+            except (LookupError, FaultError):
+                return None
     if sb is None:
         return None
     from drgn.helpers.linux.list import list_for_each_entry
@@ -153,13 +179,15 @@ def _swapcached(prog: Program) -> Optional[int]:
         return value
     try:
         prog["swapper_spaces"]
-    except (KeyError, LookupError):
+    except LookupError:
         return 0  # no CONFIG_SWAP: total_swapcache_pages() is 0
     try:
         from drgn.helpers.linux.swap import total_swapcache_pages
-
+    except ImportError:  # drgn < 0.0.31
+        return None
+    try:
         return int(total_swapcache_pages(prog))
-    except (ImportError, LookupError, FaultError, AttributeError, TypeError):
+    except (LookupError, FaultError):
         return None
 
 
@@ -170,12 +198,11 @@ def _vmalloc(prog: Program) -> Optional[int]:
     for name in ("nr_vmalloc_pages", "vmap_area_pages"):
         try:
             obj = prog[name]
-        except (KeyError, LookupError):
+        except LookupError:
             continue
-        try:
-            return obj.counter.value_()
-        except AttributeError:
-            return obj.value_()
+        if obj.type_.unqualified().kind == TypeKind.INT:
+            return int(obj.value_())
+        return int(obj.counter.value_())  # atomic_long_t
     return None
 
 
@@ -183,35 +210,42 @@ def _percpu(prog: Program) -> Optional[int]:
     # pcpu_nr_pages() = pcpu_nr_populated * pcpu_nr_units (mm/percpu.c)
     try:
         return prog["pcpu_nr_populated"].value_() * prog["pcpu_nr_units"].value_()
-    except (KeyError, LookupError):
+    except LookupError:
         return None
 
 
-def _hugepage_pools(prog: Program) -> Tuple[Tuple[int, int, int], ...]:
-    # struct hstate hstates[hugetlb_max_hstate] (mm/hugetlb.c): what
-    # HugePages_Total/HugePages_Free and hugepages-*kB in sysfs show.
+def _for_each_hstate(prog: Program) -> Iterator[Object]:
     try:
-        hstates = prog["hstates"]
-        count = prog["hugetlb_max_hstate"].value_()
-    except (KeyError, LookupError):
-        return ()
-    pools = []
-    for i in range(count):
-        h = hstates[i]
-        pools.append(
-            (
-                4 << h.order.value_(),
-                h.nr_huge_pages.value_(),
-                h.free_huge_pages.value_(),
-            )
+        from drgn.helpers.linux.hugetlb import for_each_hstate
+    except ImportError:  # drgn < 0.3.0
+        # struct hstate hstates[hugetlb_max_hstate] (mm/hugetlb.c)
+        try:
+            hstates = prog["hstates"]
+            count = prog["hugetlb_max_hstate"].value_()
+        except LookupError:
+            return
+        for i in range(count):
+            yield hstates[i].address_of_()
+        return
+    yield from for_each_hstate(prog)
+
+
+def _hugepage_pools(prog: Program) -> Tuple[HugePagePool, ...]:
+    # What HugePages_Total/HugePages_Free and hugepages-*kB in sysfs show.
+    return tuple(
+        HugePagePool(
+            4 << h.order.value_(),
+            h.nr_huge_pages.value_(),
+            h.free_huge_pages.value_(),
         )
-    return tuple(pools)
+        for h in _for_each_hstate(prog)
+    )
 
 
 def _page_size(prog: Program) -> int:
     try:
         return prog["PAGE_SIZE"].value_()
-    except (KeyError, LookupError):
+    except LookupError:
         return 4096
 
 
@@ -222,7 +256,7 @@ def _rss_members(prog: Program) -> Tuple[int, ...]:
     for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"):
         try:
             members.append(prog[name].value_())
-        except (KeyError, LookupError):
+        except LookupError:
             pass
     return tuple(members)
 
@@ -241,28 +275,33 @@ def _task_rss_pages(task: Object, members: Tuple[int, ...]) -> int:
         rss_ = task_rss(task)
         return int(rss_.file + rss_.anon + rss_.shmem)
     rss = task.mm.rss_stat
+    # Linux kernel commit f1a7941243c1 ("mm: convert mm's rss stats into
+    # percpu_counter") (in v6.2) made rss_stat an array of percpu_counters.
+    per_cpu = rss.type_.unqualified().kind == TypeKind.ARRAY
     total = 0
     for i in members:
-        try:
+        if per_cpu:
             value = rss[i].count.value_()
-        except (TypeError, LookupError, AttributeError):
+        else:
             value = rss.count[i].counter.value_()
         total += max(value, 0)
     return total
 
 
-def _for_each_process(prog: Program) -> Iterator[Object]:
-    from drgn.helpers.linux.list import list_for_each_entry
+#: A corrupt task list must not hang us: more than any kernel's pid_max.
+_MAX_TASKS = 4_194_304 * 2
 
-    init = prog["init_task"].address_of_()
-    seen = 0
-    for task in list_for_each_entry(
-        "struct task_struct", init.tasks.address_of_(), "tasks"
-    ):
-        yield task
-        seen += 1
-        if seen > 4_000_000:  # a corrupt task list must not hang us
-            return
+
+def _for_each_process(prog: Program) -> Iterator[Object]:
+    # Every thread group leader once (what ps aux lists), from drgn's
+    # for_each_task() (every thread).
+    from itertools import islice
+
+    from drgn.helpers.linux.pid import for_each_task
+
+    for task in islice(for_each_task(prog), _MAX_TASKS):
+        if task.pid.value_() == task.tgid.value_():
+            yield task
 
 
 def processes_rss(prog: Program) -> Tuple[Optional[int], int]:
@@ -281,7 +320,7 @@ def processes_rss(prog: Program) -> Tuple[Optional[int], int]:
                 continue
             total += _task_rss_pages(task, members)
             count += 1
-    except (FaultError, LookupError, AttributeError):
+    except (FaultError, LookupError):
         return None, count
     return total, count
 
@@ -327,12 +366,29 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         "Balloon": _vm_stat(prog, "NR_BALLOON_PAGES"),  # v6.16+
     }
     rss_pages, processes = processes_rss(prog) if rss else (None, 0)
+    total = _totalram(prog)
+    free = _vm_stat(prog, "NR_FREE_PAGES") or 0
+    explained = sum(v for k, v in counters.items() if k in USED_COUNTERS and v)
+    # free(1): buff/cache = Buffers + Cached + SReclaimable; used = total -
+    # free - buff/cache; shared = Shmem.
+    cache = sum(counters.get(k) or 0 for k in ("Buffers", "Cached", "SReclaimable"))
+    kib = page_size // 1024
     return MemoryAccounting(
         page_size=page_size,
-        total=_totalram(prog),
-        free=_vm_stat(prog, "NR_FREE_PAGES") or 0,
+        total=total,
+        free=free,
+        used=total - free,
         counters=counters,
+        explained=explained,
+        unaccounted=max(total - free - explained, 0),
         rss=rss_pages,
         processes=processes,
         hugepages=pools,
+        free_kib=FreeTable(
+            total=total * kib,
+            used=max(total - free - cache, 0) * kib,
+            free=free * kib,
+            shared=(counters.get("Shmem") or 0) * kib,
+            buff_cache=cache * kib,
+        ),
     )

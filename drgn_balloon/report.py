@@ -3,24 +3,41 @@ The report
 ----------
 
 The ``drgn_balloon.report`` module gathers everything into one
-:class:`Report`: the guest, the balloon's state, its verification, the
-kernel's page accounting and a verdict in plain words. Every entry point
-(script, drgn command, console script) builds this one model and hands it to
-a renderer (:mod:`drgn_balloon.render`).
+:class:`Report` of plain values (NamedTuples of ints, strings and tuples):
+the guest, the debug info it was read with, each balloon with its state and
+its verification, and the kernel's page accounting. Nothing in it refers to
+the program: a pickled report renders in a process that has none. Every
+entry point (script, drgn command, console script) builds this one model and
+hands it to a renderer (:mod:`drgn_balloon.render`), which owns the wording.
+
+The model is shaped for several balloons of several drivers: a
+:class:`Balloon` holds what every balloon driver has (size and target in
+frames, the verification), and the VMware driver's own state is in its
+:class:`VMwareState`.
 """
 
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from drgn import Program, ProgramFlags
 
-from .balloon import BalloonState, balloon_state, decode_capabilities
+from .balloon import BalloonState, balloon_state
 from .memory import MemoryAccounting, memory_accounting
+from .program import DebugInfo, core_dump_path
 from .system import dmi_string, hypervisor, kernel_release
 from .verify import Verification, verify_balloon
 from .walk import Finding
 
-__all__ = ["SCHEMA_VERSION", "Report", "balloon_report", "human_bytes", "verdict"]
+__all__ = [
+    "LIVE_RETRIES",
+    "SCHEMA_VERSION",
+    "Balloon",
+    "KernelInfo",
+    "ModuleVersion",
+    "Report",
+    "VMwareState",
+    "balloon_report",
+]
 
 #: Version of the JSON document (see README, "JSON schema"). Bumped when a
 #: key changes meaning or disappears; adding keys does not bump it.
@@ -31,44 +48,118 @@ SCHEMA_VERSION = 1
 LIVE_RETRIES = 3
 
 
+class KernelInfo(NamedTuple):
+    """The guest whose memory is reported."""
+
+    #: ``uname -r``.
+    release: str
+    live: bool
+    #: The vmcore's path, or ``None`` (live, or not known).
+    core_dump: Optional[str]
+    #: The hypervisor the kernel detected (``"VMware"``, ``"KVM"``, ``"none"``).
+    hypervisor: Optional[str]
+    dmi_sys_vendor: Optional[str]
+    dmi_product_name: Optional[str]
+
+
+class ModuleVersion(NamedTuple):
+    """A loaded balloon module and the version it declares."""
+
+    name: str
+    #: ``MODULE_VERSION()``, or ``None`` when the module declares none.
+    version: Optional[str]
+    srcversion: Optional[str]
+
+
+class VMwareState(NamedTuple):
+    """What only the VMware balloon has (``struct vmballoon``)."""
+
+    #: Address of ``balloon`` (``globalBalloon`` for vmmemctl).
+    address: int
+    #: Layout of ``struct vmballoon`` (:data:`drgn_balloon.layout.ERAS`).
+    era: str
+    era_kernels: str
+    reset_required: bool
+    #: Capabilities the host granted, or ``None`` in eras without the field.
+    capabilities: Optional[int]
+    #: Their names (``enum vmwballoon_capabilities``), or ``None``.
+    capabilities_names: Optional[Tuple[str, ...]]
+    #: Capabilities the driver offers (``VMW_BALLOON_CAPABILITIES``), or ``None``.
+    offered_capabilities: Optional[int]
+    #: ``"4k"`` or ``"2M"``, or ``None``.
+    max_page_size: Optional[str]
+    batch_max_pages: Optional[int]
+    shrinker_enabled: Optional[bool]
+    shrinker_registered: Optional[bool]
+    #: The driver's statistics by debugfs name, or ``None`` (``stats`` NULL).
+    stats: Optional[Dict[str, int]]
+
+
+class Balloon(NamedTuple):
+    """One balloon: what every balloon driver has, plus its own state."""
+
+    #: The driver: ``"vmw_balloon"``, ``"vmware_balloon"`` or ``"vmmemctl"``.
+    driver: str
+    #: The loaded module, or ``None`` when the driver is built in.
+    module: Optional[ModuleVersion]
+    #: Size and target in frames of :attr:`frame_size` bytes.
+    size_frames: int
+    target_frames: int
+    frame_size: int
+    #: Pages taken off the lists for migration (``isolated_pages``), in frames.
+    isolated_pages: int
+    #: Frames of this balloon that ``/proc/meminfo``'s ``Balloon:`` line
+    #: counts (``NR_BALLOON_PAGES``), 0 on kernels without it.
+    counted_in_meminfo: int
+    #: The page-by-page verification, or ``None`` (``--no-verify``).
+    verification: Optional[Verification]
+    #: Whether the balloon moved under every walk (live kernel only).
+    moved: bool
+    #: The VMware driver's own state.
+    vmware: Optional[VMwareState]
+
+    @property
+    def size_bytes(self) -> int:
+        """Balloon size in bytes."""
+        return self.size_frames * self.frame_size
+
+    @property
+    def target_bytes(self) -> int:
+        """Target in bytes."""
+        return self.target_frames * self.frame_size
+
+    @property
+    def findings(self) -> Tuple[Finding, ...]:
+        """Everything the verification found wrong."""
+        return self.verification.findings if self.verification else ()
+
+    @property
+    def verified(self) -> bool:
+        """Whether the verification ran and found nothing wrong."""
+        return bool(self.verification and self.verification.verified)
+
+
 class Report(NamedTuple):
     """Everything the report says."""
 
-    release: str
-    live: bool
-    core_dump: Optional[str]
-    hypervisor: Optional[str]
-    dmi_vendor: Optional[str]
-    dmi_product: Optional[str]
-    state: BalloonState
-    #: ``None`` when the walk was skipped (``--no-verify``).
-    verification: Optional[Verification]
+    kernel: KernelInfo
+    debuginfo: DebugInfo
+    #: The balloons found (one VMware balloon today).
+    balloons: Tuple[Balloon, ...]
     memory: MemoryAccounting
-    #: Whether the figures moved between reads (live kernel only).
-    moved: bool
-    verdict: str
 
     @property
-    def findings(self) -> List[Finding]:
-        """Everything the verification found wrong."""
-        return list(self.verification.findings) if self.verification else []
+    def balloon(self) -> Balloon:
+        """The (first) balloon."""
+        return self.balloons[0]
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The JSON document (schema :data:`SCHEMA_VERSION`)."""
-        return _to_dict(self)
-
-
-def human_bytes(nbytes: int) -> str:
-    """A size in binary units, e.g. ``"156.2 MiB"`` (bytes as a whole number)."""
-    value = float(nbytes)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    @property
+    def findings(self) -> Tuple[Finding, ...]:
+        """Everything the verification of any balloon found wrong."""
+        return tuple(f for b in self.balloons for f in b.findings)
 
 
-def _counted_in_balloon_line(
+def _counted_in_meminfo(
     state: BalloonState, memory: MemoryAccounting, verification: Optional[Verification]
 ) -> int:
     # NR_BALLOON_PAGES (v6.16+) counts the 4 KiB pages that go through the
@@ -83,74 +174,47 @@ def _counted_in_balloon_line(
     return min(line, four_k, state.size_frames)
 
 
-def verdict(
-    state: BalloonState,
-    memory: MemoryAccounting,
-    verification: Optional[Verification],
-    moved: bool = False,
-) -> str:
-    """The verdict in plain words."""
-    size = state.size_frames
-    unaccounted = memory.unaccounted
-    page = memory.page_size
-    if verification is None:
-        how = "not verified: the page walk was skipped"
-    elif verification.verified:
-        how = "verified page by page"
-    elif moved:
-        how = "not verified: the lists changed while they were walked"
-    else:
-        n = len(verification.findings)
-        how = f"NOT verified: {n} finding{'s' if n != 1 else ''}, see below"
-    if size == 0:
-        text = "The VMware balloon holds no memory"
-        if state.reset_required:
-            text += (
-                " and a reset is pending: the driver is loaded but the host "
-                "has not (yet) answered it"
-            )
-        text += "."
-        if unaccounted:
-            text += (
-                f" {human_bytes(unaccounted * page)} in use is explained by no "
-                "counter, and it is not the balloon's."
-            )
-        return text
-    text = (
-        f"The VMware balloon holds {human_bytes(size * 4096)} ({size:,} frames, {how})."
-    )
-    counted = _counted_in_balloon_line(state, memory, verification)
-    hidden = size - counted
-    if counted:
-        text += " /proc/meminfo's Balloon: line counts " + (
-            "all of them." if not hidden else f"{counted:,} of those frames."
-        )
-    if hidden and unaccounted:
-        share = min(hidden * 4096, unaccounted * page) / (unaccounted * page)
-        text += (
-            f" {'The rest' if counted else 'That'} is {share:.0%} of the "
-            f"{human_bytes(unaccounted * page)} that no counter explains."
-        )
-    elif unaccounted:
-        text += (
-            f" The {human_bytes(unaccounted * page)} that no counter explains "
-            "is not the balloon's."
-        )
-    text += (
-        " This is expected on an overcommitted ESX host: the hypervisor "
-        "reclaimed this memory from the guest through the balloon, and it "
-        "comes back when the host lowers the target (see Red Hat solution "
-        '43729, "Unaccounted memory usage when running Red Hat Enterprise '
-        'Linux as a VMware guest").'
-    )
-    return text
-
-
 def _live(prog: Program) -> bool:
-    try:
-        return bool(prog.flags & ProgramFlags.IS_LIVE)
-    except AttributeError:
-        return False
+    return bool(prog.flags & ProgramFlags.IS_LIVE)
+
+
+def _module_version(state: BalloonState) -> Optional[ModuleVersion]:
+    m = state.module
+    return None if m is None else ModuleVersion(m.name, m.version, m.srcversion)
+
+
+def balloon_model(
+    state: BalloonState,
+    verification: Optional[Verification],
+    memory: MemoryAccounting,
+    moved: bool = False,
+) -> Balloon:
+    """The plain :class:`Balloon` of a state read from the kernel."""
+    return Balloon(
+        driver=state.driver,
+        module=_module_version(state),
+        size_frames=state.size_frames,
+        target_frames=state.target_frames,
+        frame_size=4096,
+        isolated_pages=state.isolated_pages,
+        counted_in_meminfo=_counted_in_meminfo(state, memory, verification),
+        verification=verification,
+        moved=moved,
+        vmware=VMwareState(
+            address=state.balloon.address_ or 0,
+            era=state.era.name,
+            era_kernels=state.era.kernels,
+            reset_required=state.reset_required,
+            capabilities=state.capabilities,
+            capabilities_names=state.capabilities_names,
+            offered_capabilities=state.offered_capabilities,
+            max_page_size=state.max_page_size,
+            batch_max_pages=state.batch_max_pages,
+            shrinker_enabled=state.shrinker_enabled,
+            shrinker_registered=state.shrinker_registered,
+            stats=state.stats,
+        ),
+    )
 
 
 def balloon_report(
@@ -160,6 +224,7 @@ def balloon_report(
     fast: bool = True,
     rss: bool = True,
     debug_files: Sequence[str] = (),
+    debuginfo: Optional[DebugInfo] = None,
     progress: Optional[Callable[[str, int], None]] = None,
 ) -> Report:
     """
@@ -171,6 +236,9 @@ def balloon_report(
     never did, the report says the figures moved rather than calling the
     lists corrupt.
 
+    :param debug_files: ``-s`` files and directories, searched for the
+        balloon module's debug info.
+    :param debuginfo: from :func:`~drgn_balloon.program.check_program`.
     :raises BalloonError: see :func:`~drgn_balloon.balloon.balloon_state`.
     """
     live = _live(prog)
@@ -213,126 +281,19 @@ def balloon_report(
                 )
             )
     memory = memory_accounting(prog, rss=rss)
-    from .debuginfo import core_dump_path
-
-    return Report(
+    if debuginfo is None:
+        debuginfo = DebugInfo("dwarf", tuple(p for p in debug_files))
+    kernel = KernelInfo(
         release=kernel_release(prog),
         live=live,
         core_dump=None if live else core_dump_path(prog),
         hypervisor=hypervisor(prog),
-        dmi_vendor=dmi_string(prog, "DMI_SYS_VENDOR"),
-        dmi_product=dmi_string(prog, "DMI_PRODUCT_NAME"),
-        state=state,
-        verification=verification,
-        memory=memory,
-        moved=moved,
-        verdict=verdict(state, memory, verification, moved),
+        dmi_sys_vendor=dmi_string(prog, "DMI_SYS_VENDOR"),
+        dmi_product_name=dmi_string(prog, "DMI_PRODUCT_NAME"),
     )
-
-
-def _walk_dict(w: Any) -> Dict[str, Any]:
-    return {
-        "kind": w.kind,
-        "head": w.head,
-        "pages": w.pages,
-        "frames": w.frames,
-        "frames_per_page": w.frames_per_page,
-        "complete": w.complete,
-        "offline_checked": w.offline_checked,
-        "not_offline": w.not_offline,
-        "private_matches": w.private_matches,
-        "finding_counts": dict(w.counts),
-    }
-
-
-def _finding_dict(f: Finding) -> Dict[str, Any]:
-    return {
-        "kind": f.kind,
-        "list": f.list,
-        "index": f.index,
-        "address": f.address,
-        "message": f.message,
-    }
-
-
-def _to_dict(r: Report) -> Dict[str, Any]:
-    s = r.state
-    v = r.verification
-    m = r.memory
-    kib = m.page_size // 1024
-    counters = {k: v_ for k, v_ in m.counters.items()}
-    cache = sum(counters.get(k) or 0 for k in ("Buffers", "Cached", "SReclaimable"))
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kernel": {
-            "release": r.release,
-            "live": r.live,
-            "core_dump": r.core_dump,
-            "hypervisor": r.hypervisor,
-            "dmi_sys_vendor": r.dmi_vendor,
-            "dmi_product_name": r.dmi_product,
-        },
-        "balloon": {
-            "driver": s.driver,
-            "module": None
-            if s.module is None
-            else {
-                "name": s.module.name,
-                "version": s.module.version,
-                "srcversion": s.module.srcversion,
-            },
-            "builtin": s.module is None,
-            "address": s.balloon.address_,
-            "era": s.era.name,
-            "era_kernels": s.era.kernels,
-            "size_frames": s.size_frames,
-            "size_bytes": s.size_bytes,
-            "target_frames": s.target_frames,
-            "target_bytes": s.target_bytes,
-            "reset_required": s.reset_required,
-            "capabilities": s.capabilities,
-            "capabilities_names": (
-                None
-                if s.capabilities is None
-                else decode_capabilities(s.balloon.prog_, s.capabilities)
-            ),
-            "offered_capabilities": s.offered_capabilities,
-            "max_page_size": s.max_page_size,
-            "batch_max_pages": s.batch_max_pages,
-            "shrinker_enabled": s.shrinker_enabled,
-            "shrinker_registered": s.shrinker_registered,
-            "stats": s.stats,
-            "isolated_pages": s.isolated_pages,
-            "pages_4k": v.pages("4k") if v else None,
-            "pages_2m": v.pages("2m") if v else None,
-            "frames_on_lists": v.frames if v else None,
-            "verified": bool(v and v.verified),
-            "verification_skipped": v is None,
-            "moved": r.moved,
-            "lists": [_walk_dict(w) for w in v.lists] if v else [],
-            "findings": [_finding_dict(f) for f in r.findings],
-        },
-        "memory": {
-            "page_size": m.page_size,
-            "total_pages": m.total,
-            "free_pages": m.free,
-            "used_pages": m.used,
-            "counters_pages": counters,
-            "explained_pages": m.explained,
-            "unaccounted_pages": m.unaccounted,
-            "rss_pages": m.rss,
-            "processes": m.processes,
-            "hugepages": [
-                {"size_kib": size, "total": total, "free": free}
-                for size, total, free in m.hugepages
-            ],
-            "free_kib": {
-                "total": m.total * kib,
-                "used": max(m.total - m.free - cache, 0) * kib,
-                "free": m.free * kib,
-                "shared": (counters.get("Shmem") or 0) * kib,
-                "buff_cache": cache * kib,
-            },
-        },
-        "verdict": r.verdict,
-    }
+    return Report(
+        kernel=kernel,
+        debuginfo=debuginfo,
+        balloons=(balloon_model(state, verification, memory, moved),),
+        memory=memory,
+    )

@@ -17,6 +17,7 @@ from drgn import FaultError, Object, Program
 
 __all__ = [
     "ModuleInfo",
+    "read_c_string",
     "dmi_string",
     "find_loaded_module",
     "for_each_loaded_module",
@@ -37,37 +38,49 @@ _HYPERVISOR_NAMES = {
 }
 
 
-def _read_string(obj: Object, limit: int = 256) -> Optional[str]:
-    # A C string pointed to by obj, at most limit bytes, or None.
+def read_c_string(obj: Object, limit: int = 256) -> Optional[str]:
+    """
+    The C string *obj* points to, at most *limit* bytes, or ``None`` if the
+    pointer is ``NULL``.
+
+    :param obj: ``char *``
+    :raises FaultError: if the string is not in the dump.
+    """
     address = obj.value_()
     if not address:
         return None
     prog = obj.prog_
+    if hasattr(prog, "read_c_string"):  # drgn >= 0.0.25
+        data = bytes(prog.read_c_string(address, max_size=limit))
+    else:
+        out = bytearray()
+        while len(out) < limit:
+            byte = prog.read(address + len(out), 1)
+            if byte == b"\0":
+                break
+            out += byte
+        data = bytes(out)
+    return data.decode("utf-8", "replace")
+
+
+def _read_string(obj: Object, limit: int = 256) -> Optional[str]:
+    # A C string pointed to by obj, or None (NULL or not in the dump).
     try:
-        try:
-            data = prog.read_c_string(address, max_size=limit)
-        except AttributeError:  # drgn < 0.0.25 has no read_c_string
-            data = bytearray()
-            while len(data) < limit:
-                byte = prog.read(address + len(data), 1)
-                if byte == b"\0":
-                    break
-                data += byte
+        return read_c_string(obj, limit)
     except FaultError:
         return None
-    return bytes(data).decode("utf-8", "replace")
 
 
 def kernel_release(prog: Program) -> str:
     """The kernel release (``uname -r``) of the program."""
     try:
         return prog["UTS_RELEASE"].string_().decode("utf-8", "replace")
-    except (KeyError, LookupError, FaultError):
+    except (LookupError, FaultError):
         pass
     try:
         uts = prog["init_uts_ns"].name.release
         return uts.string_().decode("utf-8", "replace")
-    except (KeyError, LookupError, FaultError):
+    except (LookupError, FaultError):
         return "unknown"
 
 
@@ -82,7 +95,7 @@ def hypervisor(prog: Program) -> Optional[str]:
     """
     try:
         value = prog["x86_hyper_type"]
-    except (KeyError, LookupError):
+    except (LookupError):
         value = None
     if value is not None:
         try:
@@ -92,7 +105,7 @@ def hypervisor(prog: Program) -> Optional[str]:
         return _HYPERVISOR_NAMES.get(name, name)
     try:
         ptr = prog["x86_hyper"]
-    except (KeyError, LookupError):
+    except (LookupError):
         return None
     try:
         if not ptr.value_():
@@ -112,7 +125,7 @@ def dmi_string(prog: Program, field: str) -> Optional[str]:
     try:
         table = prog.object("dmi_ident", filename="dmi_scan.c")
         index = prog[field].value_()
-    except (KeyError, LookupError, ValueError):
+    except (LookupError, ValueError):
         return None
     try:
         return _read_string(table[index])
@@ -130,20 +143,32 @@ class ModuleInfo(NamedTuple):
     srcversion: Optional[str]
 
 
+#: A corrupt module list must not hang us: no kernel has this many modules.
+_MAX_MODULES = 100_000
+
+
 def for_each_loaded_module(prog: Program) -> Iterator[Object]:
-    """Iterate over the ``struct module *`` of every loaded module."""
-    from drgn.helpers.linux.list import list_for_each_entry
+    """
+    Iterate over the ``struct module *`` of every loaded module (drgn's
+    ``for_each_module()`` where the drgn in use has it), at most 100,000.
+    """
+    from itertools import islice
 
     try:
-        head = prog["modules"].address_of_()
-    except (KeyError, LookupError):
+        from drgn.helpers.linux.module import for_each_module
+    except ImportError:  # drgn < 0.0.31
+        from drgn.helpers.linux.list import list_for_each_entry
+
+        def for_each_module(prog: Program) -> Iterator[Object]:
+            return list_for_each_entry(
+                "struct module", prog["modules"].address_of_(), "list"
+            )
+
+    try:
+        prog["modules"]
+    except LookupError:
         return
-    count = 0
-    for mod in list_for_each_entry("struct module", head, "list"):
-        yield mod
-        count += 1
-        if count > 100000:  # a corrupt module list must not hang us
-            return
+    yield from islice(for_each_module(prog), _MAX_MODULES)
 
 
 def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:
@@ -156,9 +181,9 @@ def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:
         if mod.name.string_().decode("utf-8", "replace") == name:
             version = srcversion = None
             try:
-                version = _read_string(mod.version)
-                srcversion = _read_string(mod.srcversion)
-            except (AttributeError, LookupError):
+                version = _read_string(mod.member_("version"))
+                srcversion = _read_string(mod.member_("srcversion"))
+            except LookupError:  # CONFIG_MODULE_SRCVERSION_ALL etc.
                 pass
             return ModuleInfo(name, mod, version, srcversion)
     return None

@@ -33,6 +33,9 @@ import time
 from typing import Any, Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
 
 MODES = ("ours", "baseline", "count_only", "limit", "summary")
 
@@ -40,11 +43,11 @@ MODES = ("ours", "baseline", "count_only", "limit", "summary")
 def _open(args: argparse.Namespace) -> Any:
     import drgn
 
-    from drgn_balloon import _samples
+    import samplelib
 
     if args.sample:
-        name = _samples.find(args.sample)
-        return _samples.open_sample(name)
+        name = samplelib.find(args.sample)
+        return samplelib.open_sample(name)
     prog = drgn.Program()
     prog.set_core_dump(args.vmcore)
     try:
@@ -92,13 +95,11 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
     mode = args.measure
     out: Dict[str, Any] = {"mode": mode}
     if mode == "summary":
-        from drgn_balloon.memory import memory_accounting
-        from drgn_balloon.report import verdict
+        from drgn_balloon.render import verdict
+        from drgn_balloon.report import balloon_report
 
         start = time.perf_counter()
-        state = balloon_state(prog)
-        memory = memory_accounting(prog)
-        verdict(state, memory, None)
+        verdict(balloon_report(prog, verify=False))
         out["seconds"] = time.perf_counter() - start
         out["peak_rss_mb"] = _rss_mb()
         return out

@@ -19,7 +19,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
 
-from drgn_balloon import _samples
+import samplelib
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import (
     EXIT_FINDINGS,
@@ -84,7 +84,7 @@ def outcome(prog: drgn.Program, json_output: bool = False) -> Outcome:
     """Run what the entry points run, in process, and collect the result."""
     import argparse
 
-    from drgn_balloon.cli import guarded, run_report
+    from drgn_balloon.cli import guarded, print_report
 
     args = argparse.Namespace(
         json=json_output, verify=True, fast=True, rss=False, symbols=[]
@@ -93,23 +93,14 @@ def outcome(prog: drgn.Program, json_output: bool = False) -> Outcome:
     findings: List[str] = []
 
     def run() -> int:
-        from drgn_balloon import report as report_mod
+        from drgn_balloon.cli import build_report
 
-        real = report_mod.balloon_report
-
-        def spy(*a, **k):
-            r = real(*a, **k)
-            findings.extend(f.kind for f in r.findings)
-            return r
-
-        report_mod.balloon_report = spy
-        try:
-            return run_report(prog, args)
-        finally:
-            report_mod.balloon_report = real
+        report = build_report(prog, args)
+        findings.extend(f.kind for f in report.findings)
+        return print_report(report, args.json)
 
     with redirect_stdout(out), redirect_stderr(err):
-        code = guarded(run, json_errors=json_output)
+        code = guarded(run, "balloon-report", json_errors=json_output)
     return Outcome(code, out.getvalue(), err.getvalue(), tuple(findings))
 
 
@@ -239,7 +230,7 @@ DMI_ESCAPES = {
 
 
 def cases() -> List[Case]:
-    names = _samples.sample_names()
+    names = samplelib.sample_names()
     inflated = [n for n in names if n.endswith("-4k")]
     base = "6.1-4k" if "6.1-4k" in names else inflated[0]
     out = [
@@ -341,7 +332,7 @@ def cases() -> List[Case]:
 
 
 def run_case(case: Case, json_output: bool = False) -> Outcome:
-    prog = _samples.open_sample(case.sample, load_module=case.load_module)
+    prog = samplelib.open_sample(case.sample, load_module=case.load_module)
     case.damage(prog)
     return outcome(prog, json_output)
 
