@@ -1,62 +1,106 @@
 """
-drgn plugin
------------
+drgn plugin: the ``%balloon`` command
+-------------------------------------
 
 Registered through the ``drgn.plugins`` entry point (see pyproject.toml):
 importing this module registers the ``balloon`` command, so in a drgn
-session on a kernel ``%balloon`` prints the report (``%balloon --json``,
-``%balloon --drgn`` for the equivalent helper code). drgn before 0.1.0 has
-no command framework; there the helpers are imported by hand instead.
+session on an x86_64 kernel ``%balloon`` prints the report (``%balloon
+--json``; ``%balloon -h`` for the options; ``%balloon --drgn`` prints the
+helper code that does exactly what the command does). The command returns
+the :class:`~drgn_balloon.report.Report` (``_`` in the interactive session,
+the return value of ``drgn.commands.run_command(prog, "balloon")``). drgn
+before 0.1.0 has no command framework; there the helpers are imported by
+hand instead.
 """
 
 import argparse
-from typing import Any
+from typing import Any, List, Optional
 
-__all__ = []  # type: ignore[var-annotated]
+from drgn import Architecture, Program, ProgramFlags
+
+from .cli import REPORT_OPTIONS, as_balloon_error, build_report, one_line, print_report
+
+__all__: List[str] = []
+
+
+def _enabled(prog: Program) -> bool:
+    # vmw_balloon exists on x86 only (drivers/misc/Kconfig: "depends on X86
+    # && HYPERVISOR_GUEST"), and only in a kernel.
+    platform = prog.platform
+    return bool(prog.flags & ProgramFlags.IS_LINUX_KERNEL) and (
+        platform is not None and platform.arch == Architecture.X86_64
+    )
+
+
+def drgn_code(prog: Program, args: argparse.Namespace) -> str:
+    """The helper code that does what ``%balloon`` does with *args* (built
+    with drgn's ``DrgnCodeBuilder``)."""
+    from drgn.commands import DrgnCodeBuilder
+
+    symbols: List[str] = list(args.symbols)
+    renderer = "render_json" if args.json else "render_text"
+    code = DrgnCodeBuilder(prog)
+    code.add_from_import("drgn_balloon", "balloon_report", "check_program", renderer)
+    code.append(
+        "# Load what is missing and check that the debug info is the dump's.\n"
+        f"debuginfo = check_program(prog, {symbols!r})\n"
+        "# On a live kernel, balloon_report() walks again while the balloon "
+        "moves.\n"
+        "report = balloon_report(\n"
+        "    prog,\n"
+        f"    verify={bool(args.verify)!r},\n"
+        f"    fast={bool(args.fast)!r},\n"
+        f"    rss={bool(args.rss)!r},\n"
+        f"    debug_files={symbols!r},\n"
+        "    debuginfo=debuginfo,\n"
+        ")\n"
+        f'print({renderer}(report), end="")\n'
+    )
+    return str(code.get())
+
+
+def _cmd_balloon(
+    prog: Program,
+    name: str,
+    args: argparse.Namespace,
+    *,
+    parser: Optional[argparse.ArgumentParser] = None,
+    **kwargs: Any,
+) -> Any:
+    from drgn.commands import CommandError
+
+    if args.help:
+        if parser is not None:
+            parser.print_help()
+        return None
+    if args.drgn:
+        print(drgn_code(prog, args), end="")
+        return None
+    try:
+        report = build_report(prog, args)
+    except Exception as e:  # noqa: BLE001 - one line, as drgn's commands do
+        raise CommandError(one_line(as_balloon_error(e).message)) from e
+    print_report(report, args.json)
+    return report
+
 
 try:
     from drgn.commands import argument, drgn_argument
     from drgn.commands.linux import linux_kernel_command
 except ImportError:  # drgn < 0.1.0: no commands
-    linux_kernel_command = None  # type: ignore[assignment]
-
-
-def _drgn_code(prog: Any, args: argparse.Namespace) -> None:
-    from drgn.commands import DrgnCodeBuilder
-
-    code = DrgnCodeBuilder(prog)
-    code.add_from_import(
-        "drgn_balloon", "balloon_state", "memory_accounting", "verify_balloon"
-    )
-    code.append("state = balloon_state()\n")
-    code.append("size_frames = state.size_frames\n")
-    code.append("target_frames = state.target_frames\n")
-    if args.verify:
-        code.append("verification = verify_balloon(prog, state)\n")
-        code.append("pages_4k = verification.pages('4k')\n")
-        code.append("pages_2m = verification.pages('2m')\n")
-        code.append("verified = verification.verified\n")
-    code.append(f"memory = memory_accounting(rss={bool(args.rss)!r})\n")
-    code.append("unaccounted_pages = memory.unaccounted\n")
-    code.print()
-
-
-def _cmd_balloon(prog: Any, name: str, args: argparse.Namespace, **kwargs: Any) -> int:
-    from .cli import guarded, run_report
-
-    if args.drgn:
-        _drgn_code(prog, args)
-        return 0
-    return guarded(lambda: run_report(prog, args), json_errors=args.json)
-
-
-if linux_kernel_command is not None:
-    from .cli import REPORT_OPTIONS
-
+    pass
+else:
     _cmd_balloon = linux_kernel_command(
         description="where did my memory go? the VMware balloon, verified",
         long_description="Find the VMware balloon (vmw_balloon), verify its "
-        "pages one by one and compare it with the kernel's page accounting.",
-        arguments=tuple(argument(*flags, **kwargs) for flags, kwargs in REPORT_OPTIONS)
+        "pages one by one and compare it with the kernel's page accounting. "
+        "Outside the interactive session run it with "
+        'drgn.commands.run_command(prog, "balloon --json"); it returns the '
+        "report.",
+        arguments=(
+            argument("-h", "--help", action="store_true", help="show this help"),
+        )
+        + tuple(argument(*flags, **kwargs) for flags, kwargs in REPORT_OPTIONS)
         + (drgn_argument,),
+        enabled=_enabled,
     )(_cmd_balloon)
