@@ -17,8 +17,9 @@ def test_vmcoreinfo_from_file(name):
     prog = samplelib.open_sample(name)
     try:
         from_drgn = prog["VMCOREINFO"].string_()
-    except KeyError:
-        return  # drgn < 0.0.23: the file is the only source
+    except LookupError:
+        pytest.skip("drgn < 0.0.23 has no VMCOREINFO object to compare with")
+    # Byte for byte what drgn read from the same dump.
     assert info.rstrip(b"\0") == from_drgn
 
 
