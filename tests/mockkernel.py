@@ -376,8 +376,11 @@ class MockKernel:
         bool_ = prog.bool_type("_Bool", 1)
         char = prog.int_type("char", 1, True)
         void_p = prog.pointer_type(prog.void_type())
-        list_head = prog.struct_type("list_head", 16, ())
-        lp = prog.pointer_type(list_head)
+        # struct list_head { struct list_head *next, *prev; }: the pointers
+        # refer to the complete type itself (lazily), as in the kernel's DWARF.
+        def lp():
+            return prog.pointer_type(list_head)
+
         list_head = prog.struct_type(
             "list_head", 16, (TypeMember(lp, "next", 0), TypeMember(lp, "prev", 64))
         )
