@@ -32,8 +32,8 @@ from .errors import BalloonError
 from .layout import ERAS, Era, detect_era
 from .memory import MemoryAccounting
 from .memory import memory_accounting as _memory_accounting
-from .render import render_json, render_text
 from .program import DebugInfo, check_program
+from .render import render_json, render_text
 from .report import Balloon, KernelInfo, ModuleVersion, Report, VMwareState
 from .report import balloon_report as _balloon_report
 from .system import ModuleInfo
@@ -45,8 +45,10 @@ try:
 except ImportError:  # drgn < 0.0.23: pass prog explicitly
     _F = TypeVar("_F", bound=Callable[..., Any])
 
-    def takes_program_or_default(f: _F) -> _F:  # type: ignore[no-redef]
+    def _takes_program(f: _F) -> _F:
         return f
+
+    takes_program_or_default = _takes_program  # type: ignore[assignment]
 
 
 __all__ = [

@@ -141,9 +141,7 @@ def decode_capabilities(prog: Program, value: int) -> Tuple[str, ...]:
         text = decode_enum_type_flags(value, enum, bit_numbers=False)
         if text == "0":
             return ()
-        return tuple(
-            name.replace("VMW_BALLOON_", "", 1) for name in text.split("|")
-        )
+        return tuple(name.replace("VMW_BALLOON_", "", 1) for name in text.split("|"))
     # As decode_enum_type_flags() does: known flags, then the rest in hex.
     names = [name for flag, name in sorted(CAPABILITIES.items()) if value & flag]
     rest = value & ~sum(CAPABILITIES)
@@ -190,7 +188,7 @@ def find_balloon(
         raise Unreadable(
             "cannot read the kernel's module list from the dump (is the dump "
             f"truncated or incomplete?): {e}"
-        )
+        ) from e
 
 
 def _find_balloon(
@@ -259,7 +257,7 @@ def _int(obj: Object) -> int:
         t = t.type
     if t.kind in (TypeKind.STRUCT, TypeKind.UNION):  # atomic64_t, atomic_t
         obj = obj.counter
-    return obj.value_()
+    return int(obj.value_())
 
 
 # An optimized-out variable is an absent object (drgn >= 0.0.25).
@@ -314,7 +312,8 @@ def _stats_pointer(prog: Program, stats: Object, filename: str) -> Dict[str, int
         out[name + "_failed"] = _int(ops[i][1])
     general = stats.general_stat
     for i in range(general.type_.length or 0):
-        out[gen[i] if i < len(gen) and gen[i] else f"stat{i}"] = _int(general[i])
+        stat = gen[i] if i < len(gen) else None
+        out[stat or f"stat{i}"] = _int(general[i])
     page_stat = stats.page_stat
     for i in range(page_stat.type_.length or 0):
         for j in range(page_stat[i].type_.length or 0):
@@ -344,7 +343,7 @@ def _stats_embedded(stats: Object) -> Dict[str, int]:
 
 def _enum_name(obj: Object) -> Optional[str]:
     try:
-        name = obj.format_(type_name=False)
+        name = str(obj.format_(type_name=False))
     except FaultError:
         return None
     for prefix, short in (("VMW_BALLOON_4K_PAGE", "4k"), ("VMW_BALLOON_2M_PAGE", "2M")):
@@ -410,13 +409,13 @@ def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonStat
     try:
         era = detect_era(balloon.type_)
     except ValueError as e:
-        raise Unreadable(str(e))
+        raise Unreadable(str(e)) from e
     try:
         balloon.read_()  # all of it must be in the dump; use the reference
     except FaultError as e:
         raise Unreadable(
             f"balloon ({driver}) at {balloon.address_:#x} is not in the dump: {e}"
-        )
+        ) from e
     heads = balloon_lists(balloon, era)
     if heads[0].head.next.value_() == 0:
         hv = hypervisor(prog)

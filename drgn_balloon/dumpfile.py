@@ -11,7 +11,7 @@ It reads the file and never writes to it.
 
 import os
 import struct
-from typing import List, Optional, Tuple
+from typing import BinaryIO, List, Optional, Tuple
 
 __all__ = ["truncation", "vmcoreinfo"]
 
@@ -21,14 +21,14 @@ _KDUMP_BLOCK_SIZE_OFFSET = 428  # block_size, sub_hdr_size, bitmap_blocks
 _PAGE_DESC = struct.Struct("<qIIQ")  # offset, size, flags, page_flags
 
 
-def _elf_program_headers(f) -> Tuple[int, List[Tuple[int, int, int]]]:
+def _elf_program_headers(f: BinaryIO) -> Tuple[int, List[Tuple[int, int, int]]]:
     # (where the program header table ends, [(p_type, p_offset, p_filesz)])
     # of a 64-bit little-endian ELF file; (0, []) for anything else, and no
     # headers if the file ends inside the table.
     head = f.read(64)
     if len(head) < 64 or head[4] != 2 or head[5] != 1:  # ELFCLASS64, little endian
         return 0, []
-    phoff = struct.unpack_from("<Q", head, 32)[0]
+    phoff: int = struct.unpack_from("<Q", head, 32)[0]
     phentsize, phnum = struct.unpack_from("<HH", head, 54)
     f.seek(phoff)
     table = f.read(phentsize * phnum)
@@ -43,7 +43,7 @@ def _elf_program_headers(f) -> Tuple[int, List[Tuple[int, int, int]]]:
     return phoff + phentsize * phnum, headers
 
 
-def _elf_end(f, size: int) -> Optional[int]:
+def _elf_end(f: BinaryIO, size: int) -> Optional[int]:
     table_end, headers = _elf_program_headers(f)
     if not table_end:
         return None
@@ -60,8 +60,11 @@ def _popcount(data: bytes) -> int:
     )
 
 
-def _kdump_end(f, size: int) -> Optional[int]:
+def _kdump_end(f: BinaryIO, size: int) -> Optional[int]:
     f.seek(_KDUMP_BLOCK_SIZE_OFFSET)
+    block_size: int
+    sub_hdr_size: int
+    bitmap_blocks: int
     block_size, sub_hdr_size, bitmap_blocks = struct.unpack("<iiI", f.read(12))
     if block_size <= 0 or sub_hdr_size < 0:
         return None
@@ -87,9 +90,9 @@ def _kdump_end(f, size: int) -> Optional[int]:
     last = max(dumped - 64, 0)
     f.seek(descs + last * _PAGE_DESC.size)
     data = f.read((dumped - last) * _PAGE_DESC.size)
-    end = table_end
+    end: int = table_end
     for offset, length, _, _ in _PAGE_DESC.iter_unpack(data):
-        end = max(end, offset + length)
+        end = max(end, int(offset) + int(length))
     return end
 
 
@@ -119,7 +122,7 @@ def truncation(path: str) -> Optional[str]:
     return None
 
 
-def _elf_vmcoreinfo(f) -> Optional[bytes]:
+def _elf_vmcoreinfo(f: BinaryIO) -> Optional[bytes]:
     for p_type, offset, filesz in _elf_program_headers(f)[1]:
         if p_type != 4:  # PT_NOTE
             continue
@@ -136,7 +139,7 @@ def _elf_vmcoreinfo(f) -> Optional[bytes]:
     return None
 
 
-def _kdump_vmcoreinfo(f) -> Optional[bytes]:
+def _kdump_vmcoreinfo(f: BinaryIO) -> Optional[bytes]:
     # struct kdump_sub_header (one block in): offset_vmcoreinfo at 32,
     # size_vmcoreinfo at 40 (header_version >= 3).
     f.seek(8)

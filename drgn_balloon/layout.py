@@ -129,7 +129,7 @@ VMMEMCTL_GLOBAL_SIZE = 344 + 8
 
 
 def _has_member(type_: Type, name: str) -> bool:
-    return type_.has_member(name)
+    return bool(type_.has_member(name))
 
 
 def _strip(type_: Type) -> Type:

@@ -91,7 +91,7 @@ class MemoryAccounting(NamedTuple):
 
 def _item(prog: Program, name: str) -> Optional[int]:
     try:
-        return prog[name].value_()
+        return int(prog[name].value_())
     except LookupError:
         return None
 
@@ -113,7 +113,7 @@ def _vm_stat(prog: Program, *names: str) -> Optional[int]:
             arrays = ("vm_node_stat", "vm_zone_stat", "vm_stat")
         for array in arrays:
             try:
-                return max(prog[array][item].counter.value_(), 0)
+                return max(int(prog[array][item].counter.value_()), 0)
             except LookupError:
                 continue
     return None
@@ -209,7 +209,8 @@ def _vmalloc(prog: Program) -> Optional[int]:
 def _percpu(prog: Program) -> Optional[int]:
     # pcpu_nr_pages() = pcpu_nr_populated * pcpu_nr_units (mm/percpu.c)
     try:
-        return prog["pcpu_nr_populated"].value_() * prog["pcpu_nr_units"].value_()
+        populated = int(prog["pcpu_nr_populated"].value_())
+        return populated * int(prog["pcpu_nr_units"].value_())
     except LookupError:
         return None
 
@@ -244,7 +245,7 @@ def _hugepage_pools(prog: Program) -> Tuple[HugePagePool, ...]:
 
 def _page_size(prog: Program) -> int:
     try:
-        return prog["PAGE_SIZE"].value_()
+        return int(prog["PAGE_SIZE"].value_())
     except LookupError:
         return 4096
 

@@ -111,7 +111,7 @@ def _page0(prog: Program) -> int:
     # drgn provides "vmemmap" on x86_64 (CONFIG_SPARSEMEM_VMEMMAP, the only
     # memory model of x86_64 since v2.6.24); FLATMEM kernels have mem_map.
     try:
-        return prog["vmemmap"].value_()
+        return int(prog["vmemmap"].value_())
     except LookupError:
         pass
     mem_map = prog["mem_map"].value_()
@@ -119,7 +119,7 @@ def _page0(prog: Program) -> int:
         offset = prog["ARCH_PFN_OFFSET"].value_()
     except LookupError:
         offset = 0
-    return mem_map - offset * sizeof(prog.type("struct page"))
+    return int(mem_map - offset * sizeof(prog.type("struct page")))
 
 
 def page_geometry(prog: Program, compaction_era: bool = False) -> PageGeometry:

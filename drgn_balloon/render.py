@@ -12,7 +12,7 @@ letting them reach the terminal; JSON escapes them by itself.
 """
 
 import json
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, SupportsFloat
 
 from tabulate import tabulate
 
@@ -32,18 +32,18 @@ try:
     from drgn.helpers.common.format import number_in_binary_units
 except ImportError:  # drgn < 0.0.25
 
-    def number_in_binary_units(n: float, precision: int = 1) -> str:
+    def number_in_binary_units(n: SupportsFloat, precision: int = 1) -> str:
         # The same as drgn's helper.
-        n = float(n)
-        for prefix in ("", "K", "M", "G", "T", "P", "E", "Z"):
-            if abs(n) < 1024:
+        value = float(n)
+        prefix = "Y"
+        for unit in ("", "K", "M", "G", "T", "P", "E", "Z"):
+            if abs(value) < 1024:
+                prefix = unit
                 break
-            n /= 1024.0
-        else:
-            prefix = "Y"
-        if n.is_integer():
+            value /= 1024.0
+        if value.is_integer():
             precision = 0
-        return f"{n:.{precision}f}{prefix}"
+        return f"{value:.{precision}f}{prefix}"
 
 
 def binary_bytes(nbytes: int) -> str:
@@ -295,7 +295,10 @@ def render_text(report: Report) -> str:
         _table(
             [
                 ["kernel", escape(k.release)],
-                ["source", "live kernel" if k.live else escape(k.core_dump or "vmcore")],
+                [
+                    "source",
+                    "live kernel" if k.live else escape(k.core_dump or "vmcore"),
+                ],
                 ["debug info", report.debuginfo.source],
                 ["hypervisor", escape(k.hypervisor)],
                 ["DMI vendor", escape(k.dmi_sys_vendor)],

@@ -11,7 +11,7 @@ Strings read here come from the dump and are untrusted: callers escape them
 before printing them (:mod:`drgn_balloon.render`).
 """
 
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 from drgn import FaultError, Object, Program
 
@@ -74,12 +74,12 @@ def _read_string(obj: Object, limit: int = 256) -> Optional[str]:
 def kernel_release(prog: Program) -> str:
     """The kernel release (``uname -r``) of the program."""
     try:
-        return prog["UTS_RELEASE"].string_().decode("utf-8", "replace")
+        return bytes(prog["UTS_RELEASE"].string_()).decode("utf-8", "replace")
     except (LookupError, FaultError):
         pass
     try:
         uts = prog["init_uts_ns"].name.release
-        return uts.string_().decode("utf-8", "replace")
+        return bytes(uts.string_()).decode("utf-8", "replace")
     except (LookupError, FaultError):
         return "unknown"
 
@@ -95,17 +95,17 @@ def hypervisor(prog: Program) -> Optional[str]:
     """
     try:
         value = prog["x86_hyper_type"]
-    except (LookupError):
+    except LookupError:
         value = None
     if value is not None:
         try:
-            name = value.format_(type_name=False)
+            name = str(value.format_(type_name=False))
         except FaultError:
             return None
         return _HYPERVISOR_NAMES.get(name, name)
     try:
         ptr = prog["x86_hyper"]
-    except (LookupError):
+    except LookupError:
         return None
     try:
         if not ptr.value_():
@@ -155,20 +155,19 @@ def for_each_loaded_module(prog: Program) -> Iterator[Object]:
     from itertools import islice
 
     try:
+        head = prog["modules"].address_of_()
+    except LookupError:
+        return
+    modules: Iterable[Object]
+    try:
         from drgn.helpers.linux.module import for_each_module
     except ImportError:  # drgn < 0.0.31
         from drgn.helpers.linux.list import list_for_each_entry
 
-        def for_each_module(prog: Program) -> Iterator[Object]:
-            return list_for_each_entry(
-                "struct module", prog["modules"].address_of_(), "list"
-            )
-
-    try:
-        prog["modules"]
-    except LookupError:
-        return
-    yield from islice(for_each_module(prog), _MAX_MODULES)
+        modules = list_for_each_entry("struct module", head, "list")
+    else:
+        modules = for_each_module(prog)
+    yield from islice(modules, _MAX_MODULES)
 
 
 def find_loaded_module(prog: Program, name: str) -> Optional[ModuleInfo]:

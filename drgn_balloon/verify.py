@@ -94,6 +94,19 @@ def _vmmemctl_verification(state: BalloonState) -> Verification:
     return Verification(tuple(walks), 0, w.frames, state.size_frames, tuple(findings))
 
 
+def _per_list(
+    progress: Optional[Callable[[str, int], None]], kind: str
+) -> Optional[Callable[[int], None]]:
+    # The walk reports pages walked; the caller wants (list kind, pages).
+    if progress is None:
+        return None
+
+    def report(pages: int) -> None:
+        progress(kind, pages)
+
+    return report
+
+
 def verify_balloon(
     prog: Program,
     state: BalloonState,
@@ -134,7 +147,7 @@ def verify_balloon(
                 # balloon_page_insert() sets private to the balloon's
                 # balloon_dev_info on 4 KiB pages only (v5.3+).
                 expect_private=state.dev_info_address if entry.kind == "4k" else None,
-                progress=(lambda n, k=entry.kind: progress(k, n)) if progress else None,
+                progress=_per_list(progress, entry.kind),
             )
         )
     findings = [f for w in walks for f in w.findings]

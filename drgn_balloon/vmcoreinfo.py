@@ -27,7 +27,7 @@ __all__ = [
 def vmcoreinfo(prog: Program) -> bytes:
     """The raw VMCOREINFO note of the program's kernel, or ``b""``."""
     try:
-        return prog["VMCOREINFO"].string_()
+        return bytes(prog["VMCOREINFO"].string_())
     except (LookupError, FaultError):
         pass
     # drgn < 0.0.23 has no VMCOREINFO object: read the note from the file.

@@ -120,7 +120,7 @@ class VmmemctlWalk(NamedTuple):
 def find_global_balloon(prog: Program) -> Optional[int]:
     """The address of ``globalBalloon``, from the kernel's symbols."""
     try:
-        return prog.symbol("globalBalloon").address
+        return int(prog.symbol("globalBalloon").address)
     except LookupError:
         pass
     try:  # the module's own kallsyms (drgn >= 0.0.27)
@@ -129,7 +129,7 @@ def find_global_balloon(prog: Program) -> Optional[int]:
         finder = load_module_kallsyms(prog)
         symbols = finder(prog, "globalBalloon", None, True)
         if symbols:
-            return symbols[0].address
+            return int(symbols[0].address)
     except (ImportError, LookupError, FaultError, TypeError, ValueError):
         pass
     return None

@@ -18,8 +18,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import drgn
-
 import samplelib
+
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import (
     EXIT_FINDINGS,
@@ -58,7 +58,7 @@ def python_segments_can_fault() -> bool:
         drgn.Object(prog, prog.int_type("long", 8, True), address=0x1000).value_()
     except drgn.FaultError:
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - old drgn: a plain Exception
         return False
     return False
 

@@ -508,7 +508,8 @@ wait_target() {
     t0=$(cut -d. -f1 /proc/uptime)
     while :; do
         tg=$(field target); cur=$(field current)
-        if [ "$tg" = "$1" ] && [ -n "$cur" ] && [ "$cur" -ge "$tg" ] && [ $((cur - tg)) -lt 512 ]; then
+        if [ "$tg" = "$1" ] && [ -n "$cur" ] && [ "$cur" -ge "$tg" ] \
+                && [ $((cur - tg)) -lt 512 ]; then
             return 0
         fi
         if [ $(( $(cut -d. -f1 /proc/uptime) - t0 )) -gt $2 ]; then
@@ -571,7 +572,8 @@ def recorded(prog, state, **kw):
     delay["want"], delay["done"] = DELAY > 0 and len(walks) < DELAY_WALKS, False
     delay["size"] = state.size_frames
     v = verify(prog, state, **kw)
-    walks.append({"size": state.size_frames, "verified": v.verified, "delayed": delay["done"],
+    walks.append({"size": state.size_frames, "verified": v.verified,
+                  "delayed": delay["done"],
                   "findings": sorted({f.kind for f in v.findings})})
     return v
 

@@ -376,6 +376,7 @@ class MockKernel:
         bool_ = prog.bool_type("_Bool", 1)
         char = prog.int_type("char", 1, True)
         void_p = prog.pointer_type(prog.void_type())
+
         # struct list_head { struct list_head *next, *prev; }: the pointers
         # refer to the complete type itself (lazily), as in the kernel's DWARF.
         def lp():

@@ -102,7 +102,9 @@ def reference_walk(
             continue
         head = _path(balloon, path).address_of_()
         expect_private = (
-            balloon.b_dev_info.address_ if kind == "4k" and era in ("C2", "D1", "D2") else None
+            balloon.b_dev_info.address_
+            if kind == "4k" and era in ("C2", "D1", "D2")
+            else None
         )
         pages = not_offline = bad_private = 0
         valid = True
@@ -118,7 +120,10 @@ def reference_walk(
                     for i in range(512 if kind == "2m" else 1):
                         if not is_offline(page[i].page_type.value_()):
                             not_offline += 1
-                if expect_private is not None and page.private.value_() != expect_private:
+                if (
+                    expect_private is not None
+                    and page.private.value_() != expect_private
+                ):
                     bad_private += 1
         except (ValidationError, FaultError):
             valid = False

@@ -1,8 +1,9 @@
 """The sample dumps bundled in vmcore-samples/, for the tests and the scripts
 (scripts/ put tests/ on sys.path); not part of the package."""
 
-# Each sample is vmcore-samples/<name>/ with a kdump-compressed vmcore and a manifest.json whose "kernel_dir" names a
-# directory of xz-compressed debug files shared by the samples of one kernel.
+# Each sample is vmcore-samples/<name>/ with a kdump-compressed vmcore and a
+# manifest.json whose "kernel_dir" names a directory of xz-compressed debug
+# files shared by the samples of one kernel.
 # They are decompressed once into a cache ($DRGN_BALLOON_CACHE, else
 # ~/.cache/drgn-balloon) under their own names (kernels/RELEASE/vmlinux), and
 # decompressed again when the .xz file changes (its SHA-256 is kept beside).

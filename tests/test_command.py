@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 import samplelib
 
 commands = pytest.importorskip(

@@ -8,8 +8,8 @@ import json
 
 import corruption
 import pytest
-
 import samplelib
+
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK
 from drgn_balloon.verify import verify_balloon

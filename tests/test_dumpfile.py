@@ -3,8 +3,8 @@
 import re
 
 import pytest
-
 import samplelib
+
 from drgn_balloon.dumpfile import truncation, vmcoreinfo
 
 

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-
 import samplelib
+
 from drgn_balloon.errors import (
     EXIT_BAD_DUMP,
     EXIT_NO_DEBUG_INFO,
@@ -128,7 +128,9 @@ def test_drgn_script_mode():
 def assert_one_line(r, code, *words, name="balloon-report"):
     assert r.returncode == code, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
-    ours = [line for line in r.stderr.splitlines() if line.startswith(f"{name}: error:")]
+    ours = [
+        line for line in r.stderr.splitlines() if line.startswith(f"{name}: error:")
+    ]
     assert len(ours) == 1, r.stderr
     for word in words:
         assert word in ours[0], ours[0]
@@ -335,7 +337,10 @@ def test_script_errors_name_the_script():
     # The script's own errors carry its name, not the console script's.
     name = inflated_sample()
     vmlinux = vmlinux_of(name)
-    r = run(DRGN + ["-c", samplelib.vmcore(name), "-s", vmlinux, SCRIPT, "-s", "/nonexistent"])
+    r = run(
+        DRGN
+        + ["-c", samplelib.vmcore(name), "-s", vmlinux, SCRIPT, "-s", "/nonexistent"]
+    )
     assert_one_line(r, EXIT_NO_DEBUG_INFO, "/nonexistent", name="balloon_report.py")
     assert "balloon-report:" not in r.stderr
 

@@ -8,6 +8,7 @@ does). The report must retry, and never call a healthy list corrupt.
 import struct
 
 import samplelib
+
 from drgn_balloon import report as report_mod
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.render import verdict

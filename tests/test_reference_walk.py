@@ -4,12 +4,12 @@ The fast walk against an independent reference built on drgn's list helpers
 and on every mock era.
 """
 
+import corruption
 import pytest
 import reference_walk
+import samplelib
 from mockkernel import LAYOUTS, MockKernel
 
-import corruption
-import samplelib
 from drgn_balloon.balloon import balloon_state
 from drgn_balloon.errors import BalloonError
 from drgn_balloon.verify import verify_balloon

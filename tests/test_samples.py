@@ -8,8 +8,8 @@ import re
 
 import drgn
 import pytest
-
 import samplelib
+
 from drgn_balloon.errors import MissingDebugInfo, NotVMware, Unreadable
 from drgn_balloon.render import verdict
 from drgn_balloon.report import balloon_report
@@ -133,7 +133,9 @@ def test_size_and_target_match_debugfs(name):
     assert report.balloon.vmware.reset_required == (gt["isresetting"] == "y")
     assert report.balloon.vmware.capabilities == int(gt["usedcapabilities"], 0)
     if report.balloon.vmware.offered_capabilities is not None:
-        assert report.balloon.vmware.offered_capabilities == int(gt["ballooncapabilities"], 0)
+        assert report.balloon.vmware.offered_capabilities == int(
+            gt["ballooncapabilities"], 0
+        )
 
 
 @pytest.mark.parametrize("name", balloon_samples())
@@ -287,7 +289,9 @@ def test_no_response_sample_reports_reset_pending():
     names = [n for n in balloon_samples() if samplelib.manifest(n).get("host") is None]
     assert names
     for name in names:
-        gt = vmmemctl_fields(samplelib.manifest(name)["ground_truth"]["vmmemctl"]["raw"])
+        gt = vmmemctl_fields(
+            samplelib.manifest(name)["ground_truth"]["vmmemctl"]["raw"]
+        )
         _, report = report_or_skip(name)
         assert gt["isresetting"] == "y" and int(gt["current"]) == 0
         assert report.balloon.vmware.reset_required and report.balloon.size_frames == 0

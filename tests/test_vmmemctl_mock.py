@@ -60,7 +60,7 @@ def build(variant, per_list, n_pages=None, target=7777, reset=0, bad_entry=False
             struct.pack_into(
                 "<Q", balloon, v.heads[list_index], chunks[0][0] if chunks else 0
             )
-            for i, (addr, chunk) in enumerate(chunks):
+            for i, (_addr, chunk) in enumerate(chunks):
                 nxt = chunks[i + 1][0] if i + 1 < len(chunks) else 0
                 struct.pack_into("<Q", chunk, v.link, nxt)
         else:

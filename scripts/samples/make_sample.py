@@ -62,7 +62,8 @@ SCENARIOS = {
         },
     },
     "deflated": {
-        "description": "Inflated to 40000 4 KiB frames, then the host lowered the target "
+        "description": "Inflated to 40000 4 KiB frames, then the host lowered the "
+        "target "
         "to 25000 and the driver deflated to it.",
         "vmware": True,
         "memory_mib": 512,
@@ -81,7 +82,8 @@ SCENARIOS = {
         "host": None,
     },
     "notvmware": {
-        "description": "Plain QEMU guest, not VMware: vmw_balloon's init returns -ENODEV "
+        "description": "Plain QEMU guest, not VMware: vmw_balloon's init returns "
+        "-ENODEV "
         "and the module is not loaded (vmw_vmci is).",
         "vmware": False,
         "memory_mib": 512,
@@ -102,7 +104,8 @@ SCENARIOS = {
         "timeout": 1800,
     },
     "large4k": {
-        "description": "Benchmark sample (not committed) shaped like issue 3's reference "
+        "description": "Benchmark sample (not committed) shaped like issue 3's "
+        "reference "
         "(a 4 GiB balloon of 946,176 4 KiB and 200 2 MiB pages): 6 GiB "
         "guest, target 1048576 frames, 2M granted, 200 2 MiB pages "
         "accepted, the rest 4 KiB.",
@@ -284,9 +287,9 @@ def ground_truth(data):
         "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
         "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
         "module_sections": {
-            l.split()[0]: l.split()[1]
-            for l in sec.get("module_sections", "").splitlines()
-            if l.strip()
+            line.split()[0]: line.split()[1]
+            for line in sec.get("module_sections", "").splitlines()
+            if line.strip()
         },
         "uname_r": sec["uname_r"].strip(),
     }, sec.get("lsmod", "")
@@ -372,7 +375,7 @@ def makedumpfile_bin():
 
 
 def drgn_check(vmcore, vmlinux, ko, loaded):
-    """Open the sample in drgn and walk what the report reads; returns a summary dict."""
+    """Open the sample in drgn and walk what the report reads; return a summary."""
     code = r"""
 import json, sys, drgn
 from drgn.helpers.linux.list import list_for_each_entry
@@ -397,7 +400,8 @@ if loaded:
     r["target"] = b.target.value_()
     r["reset_required"] = bool(b.reset_required)
     n4k = 0
-    for page in list_for_each_entry("struct page", b.b_dev_info.pages.address_of_(), "lru"):
+    head = b.b_dev_info.pages.address_of_()
+    for page in list_for_each_entry("struct page", head, "lru"):
         page.flags.value_()
         n4k += 1
     n2m = 0
@@ -429,7 +433,7 @@ def build_id(path):
 
 
 def same_build(xz_path, path, work):
-    """Whether the .xz file holds the same build as path (by GNU build ID or content)."""
+    """Whether the .xz file holds the same build as path (GNU build ID or content)."""
     tmp = os.path.join(work, "same_build.tmp")
     with lzma.open(xz_path) as f, open(tmp, "wb") as g:
         shutil.copyfileobj(f, g)
@@ -455,7 +459,8 @@ def store_kernel(kdir, release, samples_root, work):
         if os.path.exists(out):
             if not same_build(out, os.path.join(kdir, src), work):
                 raise SystemExit(
-                    "%s holds another build of %s than %s: samples of one release must share "
+                    "%s holds another build of %s than %s: samples of one release "
+                    "must share "
                     "one build (remove the old samples and kernel files, or use --out)"
                     % (out, release, kdir)
                 )

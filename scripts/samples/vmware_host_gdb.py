@@ -207,7 +207,7 @@ class InBreakpoint(gdb.Breakpoint):
 
 
 class ModuleLoadBreakpoint(gdb.Breakpoint):
-    """do_init_module(struct module *mod): the module is relocated, not yet initialized."""
+    """do_init_module(struct module *mod): relocated, not yet initialized."""
 
     def stop(self):
         mod = gdb.parse_and_eval("(struct module *)$rdi")
