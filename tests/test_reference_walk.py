@@ -61,6 +61,9 @@ LIST_DAMAGE = [
 
 @pytest.mark.parametrize("case", LIST_DAMAGE)
 def test_fast_walk_agrees_with_drgn_list_helpers_on_damaged_lists(case):
+    if case == "page-not-in-dump" and not corruption.python_segments_can_fault():
+        # The corpus fakes the hole with a Python memory reader.
+        pytest.skip("this drgn cannot raise FaultError from a Python memory segment")
     c = {c.name: c for c in corruption.cases()}[case]
     prog = samplelib.open_sample(c.sample)
     c.damage(prog)
