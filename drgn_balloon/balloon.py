@@ -444,10 +444,15 @@ def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonStat
         except FaultError:
             stats = None
     registered: Optional[bool] = None
+    # Linux kernel commit 5d1a86ecf328 ("vmw_balloon: Add memory shrinker")
+    # (in v5.3) added the shrinker and shrinker_registered.
     if members.has_member("shrinker_registered"):
         registered = bool(balloon.shrinker_registered.value_())
     elif members.has_member("shrinker"):
         shrinker = balloon.shrinker
+        # A pointer since Linux kernel commit "vmw_balloon: dynamically
+        # allocate the vmw-balloon shrinker" (in v6.7; title only); before,
+        # embedded and registered iff shrinker_registered.
         if shrinker.type_.kind == TypeKind.POINTER:
             registered = bool(shrinker.value_())
     caps = capabilities.value_() if capabilities is not None else None

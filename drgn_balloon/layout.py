@@ -88,8 +88,10 @@ ERAS = {
     # conversion (in v6.0); the shrinker became a pointer in v6.7.
     "D1": Era("D1", "6.0 to 6.19", "b_dev_info.pages", "huge_pages", True, True, 0x3E),
     # §1.D2: Linux kernel commit "vmw_balloon: stop using the
-    # balloon_dev_info lock" (David Hildenbrand, in v7.0; title only: its
-    # mainline hash could not be confirmed here) adds huge_pages_lock.
+    # balloon_dev_info lock" (David Hildenbrand's series "mm: balloon
+    # infrastructure cleanups", mm-stable early 2026, probably v7.0; cited by
+    # title: its mainline hash could not be confirmed here) adds
+    # huge_pages_lock.
     "D2": Era(
         "D2", "7.0 and later", "b_dev_info.pages", "huge_pages", True, True, 0x3E
     ),

@@ -127,7 +127,7 @@ def _sum(*values: Optional[int]) -> Optional[int]:
 def _totalram(prog: Program) -> int:
     try:
         from drgn.helpers.linux.mm import totalram_pages
-    except ImportError:  # drgn < 0.0.26
+    except ImportError:  # not in drgn 0.0.22
         try:
             return int(prog["_totalram_pages"].counter.value_())  # v5.0+
         except LookupError:
@@ -183,7 +183,7 @@ def _swapcached(prog: Program) -> Optional[int]:
         return 0  # no CONFIG_SWAP: total_swapcache_pages() is 0
     try:
         from drgn.helpers.linux.swap import total_swapcache_pages
-    except ImportError:  # drgn < 0.0.31
+    except ImportError:  # not in drgn 0.0.31
         return None
     try:
         return int(total_swapcache_pages(prog))
@@ -218,7 +218,7 @@ def _percpu(prog: Program) -> Optional[int]:
 def _for_each_hstate(prog: Program) -> Iterator[Object]:
     try:
         from drgn.helpers.linux.hugetlb import for_each_hstate
-    except ImportError:  # drgn < 0.3.0
+    except ImportError:  # not in drgn 0.0.31
         # struct hstate hstates[hugetlb_max_hstate] (mm/hugetlb.c)
         try:
             hstates = prog["hstates"]
@@ -264,7 +264,7 @@ def _rss_members(prog: Program) -> Tuple[int, ...]:
 
 def _task_rss_pages(task: Object, members: Tuple[int, ...]) -> int:
     # The exact count, as /proc/PID/status and statm show it, from drgn's
-    # task_rss() (per-CPU deltas summed). drgn < 0.0.24 lacks it: then
+    # task_rss() (per-CPU deltas summed). drgn 0.0.31 lacks it: then
     # get_mm_counter() of each member, clamped at 0, as /proc/PID/stat shows
     # it (since v6.2 the approximate count of the percpu_counter mm->rss_stat[];
     # before, the atomic_long_t mm->rss_stat.count[]).
@@ -364,7 +364,11 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         "HugeTLB": sum(
             total * size_kib * 1024 // page_size for size_kib, total, _ in pools
         ),
-        "Balloon": _vm_stat(prog, "NR_BALLOON_PAGES"),  # v6.16+
+        # Linux kernel commits "meminfo: add a per node counter for balloon
+        # drivers" and "balloon_compaction: update the NR_BALLOON_PAGES state"
+        # (Nico Pache, in v6.16; cited by title: only mm-tree hashes of them
+        # were found here, not the mainline ones).
+        "Balloon": _vm_stat(prog, "NR_BALLOON_PAGES"),
     }
     rss_pages, processes = processes_rss(prog) if rss else (None, 0)
     total = _totalram(prog)

@@ -30,7 +30,7 @@ __all__ = [
 
 try:
     from drgn.helpers.common.format import number_in_binary_units
-except ImportError:  # drgn < 0.0.25
+except ImportError:  # not in drgn 0.0.22
 
     def number_in_binary_units(n: SupportsFloat, precision: int = 1) -> str:
         # The same as drgn's helper.

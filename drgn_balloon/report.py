@@ -162,8 +162,9 @@ class Report(NamedTuple):
 def _counted_in_meminfo(
     state: BalloonState, memory: MemoryAccounting, verification: Optional[Verification]
 ) -> int:
-    # NR_BALLOON_PAGES (v6.16+) counts the 4 KiB pages that go through the
-    # balloon core, not vmw_balloon's 2 MiB pages (kernel-layouts.md §1.E).
+    # NR_BALLOON_PAGES (v6.16+, see memory_accounting()) counts the 4 KiB
+    # pages that go through the balloon core (balloon_page_enqueue()), not
+    # vmw_balloon's 2 MiB pages (kernel-layouts.md §1.E).
     line = memory.counters.get("Balloon")
     if line is None:
         return 0

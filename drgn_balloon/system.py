@@ -161,7 +161,7 @@ def for_each_loaded_module(prog: Program) -> Iterator[Object]:
     modules: Iterable[Object]
     try:
         from drgn.helpers.linux.module import for_each_module
-    except ImportError:  # drgn < 0.0.31
+    except ImportError:  # not in drgn 0.0.22
         from drgn.helpers.linux.list import list_for_each_entry
 
         modules = list_for_each_entry("struct module", head, "list")
