@@ -321,3 +321,48 @@ def test_fast_and_object_walks_agree_on_real_dump(name):
     prog, report = report_or_skip(name)
     slow = verify_balloon(prog, balloon_state(prog), fast=False)
     assert slow == report.balloon.verification
+
+
+@pytest.mark.parametrize("name", balloon_samples())
+def test_verdict_says_deflating_when_above_target(name):
+    # debugfs vmmemctl: current above target means the driver is deflating.
+    gt = vmmemctl_fields(samplelib.manifest(name)["ground_truth"]["vmmemctl"]["raw"])
+    _, report = report_or_skip(name)
+    text = verdict(report)
+    if int(gt["current"]) > int(gt["target"]):
+        assert "is deflating" in text
+        assert "comes back when the host lowers the target" not in text
+    elif int(gt["current"]):
+        assert "is deflating" not in text
+
+
+@pytest.mark.parametrize("name", balloon_samples())
+def test_text_explains_the_balloon_line(name):
+    # /proc/vmstat nr_balloon_pages (v6.16+): the text says the Balloon: line
+    # already counts those frames.
+    from drgn_balloon.render import render_text
+
+    vmstat = samplelib.manifest(name)["ground_truth"]["vmstat"]["parsed"]
+    _, report = report_or_skip(name)
+    text = " ".join(render_text(report).split())
+    counted = vmstat.get("nr_balloon_pages", 0)
+    if counted:
+        assert f"The Balloon: line already counts {counted:,} of the" in text
+    else:
+        assert "The Balloon: line already counts" not in text
+
+
+@pytest.mark.parametrize("name", balloon_samples())
+def test_module_version_line_follows_modinfo(name):
+    # The module's own .modinfo: no version= line, no declared version.
+    from drgn_balloon.render import render_text
+
+    ko = [f for f in samplelib.debug_files(name) if f.endswith(".ko")][0]
+    with open(ko, "rb") as f:
+        declared = re.search(rb"\0version=([^\0]+)", f.read())
+    _, report = report_or_skip(name)
+    line = [ln for ln in render_text(report).splitlines() if ln.startswith("module")]
+    if declared:
+        assert declared.group(1).decode() in line[0]
+    else:
+        assert "(the module declares no version)" in line[0]
