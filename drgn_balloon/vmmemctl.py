@@ -125,14 +125,14 @@ def find_global_balloon(prog: Program) -> Optional[int]:
         pass
     try:  # the module's own kallsyms (drgn >= 0.0.27)
         from drgn.helpers.linux.kallsyms import load_module_kallsyms
-
+    except ImportError:
+        return None
+    try:
         finder = load_module_kallsyms(prog)
         symbols = finder(prog, "globalBalloon", None, True)
-        if symbols:
-            return int(symbols[0].address)
-    except (ImportError, LookupError, FaultError, TypeError, ValueError):
-        pass
-    return None
+    except (LookupError, FaultError, ValueError):  # no or unreadable kallsyms
+        return None
+    return int(symbols[0].address) if symbols else None
 
 
 def _chunks(prog: Program, v: VmmemctlVariant, head: int) -> Tuple[List[int], bool]:
