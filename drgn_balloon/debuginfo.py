@@ -71,7 +71,7 @@ def _module_wants(prog: Program, name: str) -> Optional[bool]:
     return bool(module.wants_debug_file())
 
 
-def _why_not(path: str, build_id: Optional[bytes]) -> str:
+def _why_not(path: str, build_id: Optional[bytes], release: str) -> str:
     # Why a candidate file was not taken for the module.
     facts = elf_facts(path)
     if not facts.elf:
@@ -82,6 +82,11 @@ def _why_not(path: str, build_id: Optional[bytes]) -> str:
         return (
             f"{path} (another build: build ID {facts.build_id.hex()}, the loaded "
             f"module's is {build_id.hex()})"
+        )
+    if facts.vermagic_release and facts.vermagic_release != release:
+        return (
+            f"{path} (another build: built for kernel {facts.vermagic_release}, "
+            f"the dump's is {release})"
         )
     return f"{path} (did not match the loaded module)"
 
@@ -113,7 +118,7 @@ def load_module_debug_info(
                 pass  # a file drgn cannot parse is not a match; _why_not says why
             if not module.wants_debug_file():
                 return tried
-            tried.append(_why_not(path, build_id))
+            tried.append(_why_not(path, build_id, kernel_release(prog)))
         raise missing_error(prog, name, build_id.hex() if build_id else None, tried)
     # Old drgn: hand every existing candidate to load_debug_info and let the
     # caller check whether the balloon's type appeared.
@@ -124,7 +129,8 @@ def load_module_debug_info(
             prog.load_debug_info(existing)
         except (OSError, ValueError, drgn.MissingDebugInfoError):
             pass  # find_balloon() checks whether the balloon's type appeared
-    return [_why_not(path, None) for path in existing]
+    release = kernel_release(prog)
+    return [_why_not(path, None, release) for path in existing]
 
 
 def missing_error(

@@ -61,6 +61,9 @@ class ElfFacts(NamedTuple):
     #: Whether it is a kernel module (``.modinfo`` section).
     module: bool
     build_id: Optional[bytes]
+    #: The kernel release a module was built for (``vermagic=`` in
+    #: ``.modinfo``, first word), or ``None``.
+    vermagic_release: Optional[str] = None
 
 
 def elf_facts(path: str) -> ElfFacts:
@@ -95,6 +98,14 @@ def elf_facts(path: str) -> ElfFacts:
                     offset,
                     size,
                 )
+            release = None
+            modinfo = names.get(".modinfo")
+            if modinfo is not None:
+                f.seek(modinfo[1])
+                for entry in f.read(min(modinfo[2], 1 << 16)).split(b"\0"):
+                    if entry.startswith(b"vermagic="):
+                        words = entry[len(b"vermagic=") :].split()
+                        release = words[0].decode("ascii", "replace") if words else None
             build_id = None
             note = names.get(".note.gnu.build-id")
             if note is not None:
@@ -106,7 +117,7 @@ def elf_facts(path: str) -> ElfFacts:
     except (OSError, struct.error, IndexError):
         return ElfFacts(False, False, False, None)
     debug = ".debug_info" in names and names[".debug_info"][1] != 8  # SHT_NOBITS
-    return ElfFacts(True, debug, ".modinfo" in names, build_id)
+    return ElfFacts(True, debug, ".modinfo" in names, build_id, release)
 
 
 def search_directories(prog: Program, symbols: Iterable[str]) -> List[str]:
