@@ -379,3 +379,28 @@ def test_elf_dump_report():
         return
     assert r.returncode == EXIT_OK, r.stderr
     check_json(json.loads(r.stdout), name)
+
+
+def test_sample_report_prints_a_plain_reusable_drgn_command():
+    # README's first command: it prints `drgn ... -c ... -s ...` with readable
+    # paths; run again by a shell, that line gives the same report.
+    name = inflated_sample()
+    script = os.path.join(samplelib.REPO, "scripts", "sample_report.py")
+    r = run([sys.executable, script, name, "--json"], cwd=samplelib.REPO)
+    assert r.returncode == EXIT_OK, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("$ drgn ") and "-c " in line and "-s " in line, line
+    assert "python" not in line
+    import re
+
+    assert not re.search(r"/[0-9a-f]{16}/", line), "hash-named cache directory"
+    again = subprocess.run(
+        f"{sys.executable} -m drgn {line[len('$ drgn ') :]}",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=samplelib.REPO,
+    )
+    assert again.returncode == EXIT_OK, again.stderr
+    assert json.loads(again.stdout) == json.loads(r.stdout)
