@@ -1,5 +1,6 @@
-# pytest configuration, as drgn-tools does it: --vmcore NAME runs the sample
-# tests on one sample of the vmcore directory, --vmcore-dir DIR uses another
+# pytest configuration, as drgn-tools does it: --vmcore NAME runs the
+# per-sample tests (test_samples, test_reference_walk, test_dumpfile) on one
+# sample of the vmcore directory, --vmcore-dir DIR uses another
 # directory of samples (each DIR/NAME/{vmcore, manifest.json}); the `prog`
 # fixture opens that sample once for the whole session.
 import os

@@ -26,16 +26,22 @@ def cache_dir() -> str:
     )
 
 
-#: Set by --vmcore NAME (conftest.py): the sample tests run on it only.
+#: Set by --vmcore NAME (conftest.py): the per-sample tests run on it only.
 ONLY: Optional[str] = None
 
 
+def selected_names() -> List[str]:
+    """The samples the per-sample tests run on: --vmcore NAME, else all."""
+    names = sample_names()
+    if ONLY is not None:
+        return [ONLY] if ONLY in names else []
+    return names
+
+
 def sample_names() -> List[str]:
+    """Every sample of the samples directory."""
     if not os.path.isdir(SAMPLES):
         return []
-    if ONLY is not None:
-        found = os.path.isfile(os.path.join(SAMPLES, ONLY, "manifest.json"))
-        return [ONLY] if found else []
     return sorted(
         name
         for name in os.listdir(SAMPLES)

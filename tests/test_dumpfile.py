@@ -8,7 +8,7 @@ import samplelib
 from drgn_balloon.dumpfile import truncation, vmcoreinfo
 
 
-@pytest.mark.parametrize("name", samplelib.sample_names())
+@pytest.mark.parametrize("name", samplelib.selected_names())
 def test_vmcoreinfo_from_file(name):
     info = vmcoreinfo(samplelib.vmcore(name))
     release = re.search(rb"^OSRELEASE=(.*)$", info, re.M).group(1).decode()
@@ -23,7 +23,7 @@ def test_vmcoreinfo_from_file(name):
     assert info.rstrip(b"\0") == from_drgn
 
 
-@pytest.mark.parametrize("name", samplelib.sample_names())
+@pytest.mark.parametrize("name", samplelib.selected_names())
 def test_whole_samples_are_not_truncated(name):
     assert truncation(samplelib.vmcore(name)) is None
 

@@ -32,7 +32,7 @@ def agree(prog, era, max_pfn):
 def balloon_samples():
     return [
         n
-        for n in samplelib.sample_names()
+        for n in samplelib.selected_names()
         if samplelib.manifest(n)["ground_truth"].get("vmmemctl") is not None
     ]
 
