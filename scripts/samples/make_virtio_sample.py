@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
 """Make one real virtio_balloon sample dump of a stock Debian kernel.
 
-Boots Debian's own kernel image (bookworm's 6.1, sid's current one) in QEMU (TCG) with a
-virtio-balloon-pci device and a busybox initramfs, inflates the unmodified virtio_balloon
-driver with QMP `balloon` (QEMU is the host: no gdb), lets the guest print its ground
-truth (/proc/meminfo, /proc/vmstat, /proc/zoneinfo, the virtio devices' sysfs features,
-uname -r), records QEMU's query-balloon and `info balloon`, dumps the guest with QMP
-dump-guest-memory and compresses the dump with makedumpfile.
+Boots Debian's own kernel image (bookworm's 6.1, sid's current one) in QEMU (TCG)
+with a virtio-balloon-pci device and a busybox initramfs, inflates the unmodified
+virtio_balloon driver with QMP `balloon` (QEMU is the host: no gdb), lets the guest
+print its ground truth (/proc/meminfo, /proc/vmstat, /proc/zoneinfo, the virtio
+devices' sysfs features, uname -r), records QEMU's query-balloon and `info balloon`,
+dumps the guest with QMP dump-guest-memory and compresses the dump with makedumpfile.
 
     make_virtio_sample.py virtio-6.1 --out /var/tmp/new-samples
     make_virtio_sample.py all
 
-The kernels keep KASLR on and ship no debug info in the sample: read the dumps through
-the kernel's BTF and kallsyms, or with Debian's linux-image-*-dbg package for the
-release in the manifest.  If that package is unpacked under $DRGN_BALLOON_CACHE/dbg (or
---dbg-root), the dump is also checked with drgn against the guest's numbers.
+The kernels keep KASLR on and ship no debug info in the sample: read the dumps
+through the kernel's BTF and kallsyms, or with Debian's linux-image-*-dbg package for
+the release in the manifest.  If that package is unpacked under
+$DRGN_BALLOON_CACHE/dbg (or --dbg-root), the dump is also checked with drgn against
+the guest's numbers.
 
-Python 3 standard library only; helpers shared with make_sample.py are imported from it.
+Python 3 standard library only; helpers shared with make_sample.py are imported.
 """
 
 import argparse
@@ -288,7 +289,7 @@ print(json.dumps(out))
 
 
 def drgn_check(vmcore, dbg_root, release):
-    """With Debian's -dbg files unpacked under dbg_root: the balloon as drgn reads it."""
+    """With Debian's -dbg files under dbg_root: the balloon as drgn reads it."""
     base = os.path.join(dbg_root, "usr", "lib", "debug")
     vmlinux = os.path.join(base, "boot", "vmlinux-" + release)
     kos = glob.glob(
@@ -456,8 +457,8 @@ def make(name, out_root, dbg_root, dump_level, keep_elf=False):
         "kernel_packages": versions,
         "debug_package": "%s-dbg=%s (Debian %s; not stored)"
         % (image, versions[image], suite),
-        "debug_info": "none stored: the kernel's BTF (/sys/kernel/btf in the image) and "
-        "kallsyms, or the debug package",
+        "debug_info": "none stored: the kernel's BTF (/sys/kernel/btf in the image) "
+        "and kallsyms, or the debug package",
         "memory_mib": mem,
         "qemu_device": device,
         "qemu_cmdline": qemu[3:],
