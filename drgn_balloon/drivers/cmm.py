@@ -105,7 +105,7 @@ def read_cmm(prog: Program) -> CmmBalloon:
         adjusts = True
         source = "cmm_alloc_pages() calls adjust_managed_page_count() (v5.10-v6.12)"
     head = info.pages
-    if head.next.value_() == 0:
+    if prog.read_u64(head.address_) == 0:
         problems.append("b_dev_info.pages is NULL: cmm_init() never ran")
     return CmmBalloon(
         loaned_pages=loaned,

@@ -13,7 +13,7 @@ Facts and sources: docs/balloon-drivers.md, "hv_balloon".
 
 from typing import List, NamedTuple, Optional, Tuple
 
-from drgn import FaultError, Object, Program
+from drgn import FaultError, Object, Program, offsetof
 
 from ..pages import PageGeometry, page_geometry
 from ..walk import Finding
@@ -101,21 +101,23 @@ def _state_name(state: Object, value: int) -> str:
 def _bounded_list(
     head: Object, type_name: str, member: str
 ) -> Tuple[List[Object], bool]:
-    """Entries of a list, at most MAX_REGIONS; (entries, complete)."""
-    from drgn import container_of
-
+    """
+    Entries of a ``list_head`` list, following raw ``next`` pointers, at most
+    :data:`MAX_REGIONS`; returns (entries, complete).
+    """
     prog = head.prog_
+    typ = prog.type(type_name)
+    offset = offsetof(typ, member)
+    start = int(head.address_)
     out: List[Object] = []
-    start = head.address_
-    node = head.next
     seen = set()
-    while node.value_() != start:
-        addr = node.value_()
-        if addr == 0 or addr in seen or len(out) >= MAX_REGIONS:
+    node = prog.read_u64(start)
+    while node != start:
+        if node == 0 or node in seen or len(out) >= MAX_REGIONS:
             return out, False
-        seen.add(addr)
-        out.append(container_of(node, prog.type(type_name), member))
-        node = node.next
+        seen.add(node)
+        out.append(Object(prog, typ, address=node - offset))
+        node = prog.read_u64(node)
     return out, True
 
 
@@ -135,7 +137,7 @@ def read_hv_balloon(prog: Program) -> HvBalloon:
         maxdyn = None
     regions: List[HvRegion] = []
     head = dm.ha_region_list
-    if head.next.value_() == 0:
+    if prog.read_u64(head.address_) == 0:
         problems.append("dm_device.ha_region_list is NULL: balloon_probe() never ran")
     else:
         try:
