@@ -249,7 +249,9 @@ def verify_hv_balloon(
     the offline pages must be at least ``num_pages_ballooned`` (other drivers,
     virtio-mem for one, mark pages offline too, so more is no finding).
     """
-    g = geometry if geometry is not None else page_geometry(prog, compaction_era=True)
+    # Only the kernel's own word on offline marks (PGTY_offline, VMCOREINFO):
+    # nothing in dm_device tells a v5.0+ driver (which marks) from an older one.
+    g = geometry if geometry is not None else page_geometry(prog, compaction_era=False)
     findings: List[Finding] = []
     for what, value in (
         ("dm_device.num_pages_ballooned", hb.num_pages_ballooned),
