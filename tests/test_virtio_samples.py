@@ -1,0 +1,169 @@
+"""
+virtio_balloon readers on the real samples (scripts/samples/make_virtio_sample.py):
+stock Debian kernels in QEMU, inflated by QEMU itself, compared with what the
+guest printed (/proc/vmstat, /proc/meminfo, /proc/zoneinfo, sysfs features) and
+with QEMU's query-balloon.
+
+Debug info: the samples store none. These tests read them with DWARF from
+Debian's linux-image-*-dbg package of the manifest's release, unpacked under
+$DRGN_BALLOON_DBG_ROOT (default $DRGN_BALLOON_CACHE/dbg): only the vmlinux and
+drivers/virtio/*.ko are needed. Without it they skip with that reason (BTF
+mode, issue 8, is to replace this in CI).
+Samples: $DRGN_BALLOON_VIRTIO_SAMPLES, else vmcore-samples/, else
+/var/tmp/new-samples.
+"""
+
+import glob
+import json
+import os
+
+import drgn
+import pytest
+
+from drgn_balloon.drivers import (
+    find_virtio_balloons,
+    verify_virtio_balloon,
+    zone_totals,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = ["virtio-6.1", "virtio-6.1-doom", "virtio-7.x", "virtio-7.x-doom"]
+
+
+def _sample_dir(name):
+    for root in (
+        os.environ.get("DRGN_BALLOON_VIRTIO_SAMPLES"),
+        os.path.join(os.path.dirname(HERE), "vmcore-samples"),
+        "/var/tmp/new-samples",
+    ):
+        if root and os.path.exists(os.path.join(root, name, "manifest.json")):
+            return os.path.join(root, name)
+    return None
+
+
+def _debug_files(release):
+    root = os.environ.get(
+        "DRGN_BALLOON_DBG_ROOT",
+        os.path.join(
+            os.environ.get("DRGN_BALLOON_CACHE", "/var/tmp/drgn-balloon-build"), "dbg"
+        ),
+    )
+    base = os.path.join(root, "usr", "lib", "debug")
+    vmlinux = [
+        p
+        for p in (
+            os.path.join(base, "lib", "modules", release, "vmlinux"),
+            os.path.join(base, "boot", "vmlinux-" + release),
+        )
+        if os.path.isfile(p)
+    ]
+    if not vmlinux:
+        return None
+    kos = glob.glob(
+        os.path.join(
+            base, "lib", "modules", release, "kernel", "drivers", "virtio", "*.ko"
+        )
+    )
+    return vmlinux[:1] + kos
+
+
+_CACHE = {}
+
+
+def _load(name):
+    if name in _CACHE:
+        return _CACHE[name]
+    d = _sample_dir(name)
+    if d is None:
+        pytest.skip(f"sample {name} not built (make_virtio_sample.py {name})")
+    manifest = json.load(open(os.path.join(d, "manifest.json")))
+    files = _debug_files(manifest["kernel_release"])
+    if files is None:
+        pytest.skip(
+            f"needs {manifest['debug_package']} unpacked under $DRGN_BALLOON_DBG_ROOT"
+        )
+    prog = drgn.Program()
+    prog.set_core_dump(os.path.join(d, "vmcore"))
+    try:
+        prog.load_debug_info(files)
+    except drgn.MissingDebugInfoError:
+        pass  # modules of the package the guest did not load
+    _CACHE[name] = (prog, manifest)
+    return _CACHE[name]
+
+
+def _truth(manifest):
+    gt = manifest["ground_truth"]
+    return gt, gt["vmstat"]["parsed"], gt["meminfo"]["parsed"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_virtio_state(name):
+    prog, manifest = _load(name)
+    gt, vmstat, _ = _truth(manifest)
+    balloons = find_virtio_balloons(prog)
+    sysfs = [d for d in gt["virtio_devices"]["parsed"] if d["device"] == "0x0005"]
+    assert [b.device for b in balloons] == [d["name"] for d in sysfs]
+    (vb,) = balloons
+    (dev,) = sysfs
+    assert vb.driver == dev["driver"] == "virtio_balloon" and not vb.problems
+    # sysfs prints the negotiated features, one character per bit.
+    assert [i for i in range(64) if vb.features >> i & 1] == [
+        i for i in dev["feature_bits"] if i < 64
+    ]
+    doom = "deflate-on-oom=on" in manifest["qemu_device"]
+    assert vb.deflate_on_oom == doom == ("DEFLATE_ON_OOM" in vb.feature_names)
+    fpr = "free-page-reporting=on" in manifest["qemu_device"]
+    assert ("REPORTING" in vb.feature_names) == fpr
+    assert vb.adjusts_managed == (not doom)
+    held = vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
+    assert vb.num_pages == held == manifest["expected_pages"]
+    if "nr_balloon_pages" in vmstat:  # v7.x: mm/balloon.c counts it
+        assert vb.num_pages == vmstat["nr_balloon_pages"]
+    # QEMU's view: actual = guest RAM - pages the driver reported.
+    qb = manifest["host"]["query_balloon"]["actual"]
+    assert manifest["memory_mib"] * 2**20 - qb == vb.num_pages * 4096
+    assert vb.target is None and "configuration space" in vb.target_note
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_virtio_walk(name):
+    prog, manifest = _load(name)
+    _, vmstat, _ = _truth(manifest)
+    (vb,) = find_virtio_balloons(prog)
+    check, findings = verify_virtio_balloon(prog, vb)
+    assert check is not None and not findings
+    held = vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
+    assert check.walk.pages == held and check.walk.complete and check.verified
+    assert check.walk.offline_checked and check.walk.not_offline == 0
+    # Debian builds BALLOON_COMPACTION / BALLOON_MIGRATION: private is set.
+    assert vb.migration and check.walk.private_matches == held
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zones_against_zoneinfo_and_meminfo(name):
+    prog, manifest = _load(name)
+    gt, _, meminfo = _truth(manifest)
+    zt = zone_totals(prog)
+    zones = gt["zoneinfo"]["parsed"]
+    assert zt.present_pages == sum(z["present"] for z in zones)
+    assert zt.managed_pages == sum(z["managed"] for z in zones)
+    # MemTotal is totalram_pages, the sum of the zones' managed pages.
+    assert zt.managed_pages * 4 == meminfo["MemTotal"]
+
+
+@pytest.mark.parametrize("era", ["6.1", "7.x"])
+def test_deflate_on_oom_leaves_memtotal(era):
+    """
+    Same kernel, same guest size, same inflation: without DEFLATE_ON_OOM the
+    balloon's pages leave MemTotal, with it they stay (the guest's numbers).
+    """
+    plain = _load(f"virtio-{era}")
+    doom = _load(f"virtio-{era}-doom")
+    mt_plain = plain[1]["ground_truth"]["meminfo"]["parsed"]["MemTotal"]
+    mt_doom = doom[1]["ground_truth"]["meminfo"]["parsed"]["MemTotal"]
+    (vb_plain,) = find_virtio_balloons(plain[0])
+    (vb_doom,) = find_virtio_balloons(doom[0])
+    assert vb_plain.adjusts_managed and not vb_doom.adjusts_managed
+    assert mt_doom - mt_plain == vb_plain.num_pages * 4
+    assert zone_totals(doom[0]).present_pages == zone_totals(plain[0]).present_pages
