@@ -167,3 +167,32 @@ def test_deflate_on_oom_leaves_memtotal(era):
     assert vb_plain.adjusts_managed and not vb_doom.adjusts_managed
     assert mt_doom - mt_plain == vb_plain.num_pages * 4
     assert zone_totals(doom[0]).present_pages == zone_totals(plain[0]).present_pages
+
+
+@pytest.mark.parametrize("name", ["virtio-6.1", "virtio-7.x"])
+def test_bus_walk_fallback_matches_drgn(name):
+    """The hand-written bus walk (for drgn without bus_for_each_dev) on both
+    sides of the bus->p removal, against drgn's helper."""
+    from drgn.helpers.linux.device import bus_for_each_dev
+
+    from drgn_balloon.drivers.virtio import _bus_devices_fallback
+
+    prog, _ = _load(name)
+    bus = prog["virtio_bus"]
+    ours = [d.value_() for d in _bus_devices_fallback(bus)]
+    assert ours and ours == [d.value_() for d in bus_for_each_dev(bus.address_of_())]
+
+
+@pytest.mark.parametrize("name", ["virtio-6.1", "virtio-7.x"])
+def test_other_drivers_on_a_kvm_guest(name):
+    """Debian builds the Xen balloon in: on KVM it is there but never
+    initialised; hv_balloon and CMM are not loaded at all."""
+    from drgn_balloon.drivers import read_cmm, read_hv_balloon, read_xen_balloon
+
+    prog, _ = _load(name)
+    xb = read_xen_balloon(prog)
+    assert not xb.initialised and xb.pages == 0 and xb.problems
+    with pytest.raises(LookupError):
+        read_hv_balloon(prog)
+    with pytest.raises(LookupError):
+        read_cmm(prog)

@@ -147,9 +147,9 @@ class VirtioBalloon(NamedTuple):
 
 
 def _bus_devices_fallback(bus: Object) -> Iterator[Object]:
-    # drgn < 0.0.24 has no bus_for_each_dev: bus->p (subsys_private) until
-    # v6.3, whose commit d2bf38c088e0 ("driver core: remove private pointer
-    # from struct bus_type") moved it behind bus_kset.
+    # Older drgn has no bus_for_each_dev: bus->p (subsys_private) where
+    # struct bus_type has it (include/linux/device/bus.h v6.1:114), else the
+    # subsys_private on bus_kset whose bus is ours (v6.12, base.h:49-53).
     prog = bus.prog_
     from drgn.helpers.linux.list import list_for_each_entry
 
