@@ -196,3 +196,73 @@ def test_other_drivers_on_a_kvm_guest(name):
         read_hv_balloon(prog)
     with pytest.raises(LookupError):
         read_cmm(prog)
+
+
+# ------------------------------------------------------------------ bad input
+# Damage laid over the real dump as memory segments (a later segment wins),
+# as tests/corruption.py does for vmw_balloon; the file is never touched.
+
+
+def _fresh(name):
+    prog, manifest = _load(name)
+    d = _sample_dir(name)
+    fresh = drgn.Program()
+    fresh.set_core_dump(os.path.join(d, "vmcore"))
+    try:
+        fresh.load_debug_info(_debug_files(manifest["kernel_release"]))
+    except drgn.MissingDebugInfoError:
+        pass
+    return fresh
+
+
+def _overlay(prog, address, data):
+    data = bytes(data)
+    prog.add_memory_segment(address, len(data), lambda a, c, o, p: data[o : o + c])
+
+
+def _lru_nodes(prog, head, count):
+    nodes, cur = [], prog.read_u64(head)
+    for _ in range(count):
+        nodes.append(cur)
+        cur = prog.read_u64(cur)
+    return nodes
+
+
+def test_virtio_driver_never_initialised():
+    prog = _fresh("virtio-6.1")
+    (vb,) = find_virtio_balloons(prog)
+    vdev = drgn.Object(prog, "struct virtio_device", address=vb.vdev_address)
+    _overlay(prog, vdev.priv.address_, (0).to_bytes(8, "little"))
+    (bad,) = find_virtio_balloons(prog)
+    assert bad.address == 0 and "never initialised" in bad.problems[0]
+    assert verify_virtio_balloon(prog, bad) == (None, ())
+
+
+def test_virtio_num_pages_beyond_memory():
+    prog = _fresh("virtio-6.1")
+    (vb,) = find_virtio_balloons(prog)
+    obj = drgn.Object(prog, "struct virtio_balloon", address=vb.address)
+    _overlay(prog, obj.num_pages.address_, (0xFFFFFFF0).to_bytes(4, "little"))
+    (bad,) = find_virtio_balloons(prog)
+    check, findings = verify_virtio_balloon(prog, bad)
+    assert any(f.kind == "implausible" for f in findings)
+    assert check is not None and any(f.kind == "count_mismatch" for f in check.findings)
+
+
+def test_virtio_cyclic_list():
+    prog = _fresh("virtio-7.x")
+    (vb,) = find_virtio_balloons(prog)
+    nodes = _lru_nodes(prog, vb.list_head, 101)
+    _overlay(prog, nodes[100], nodes[50].to_bytes(8, "little"))
+    check, _ = verify_virtio_balloon(prog, vb)
+    assert check is not None and not check.walk.complete and not check.verified
+    assert check.findings
+
+
+def test_virtio_pointer_outside_memory_map():
+    prog = _fresh("virtio-6.1-doom")
+    (vb,) = find_virtio_balloons(prog)
+    nodes = _lru_nodes(prog, vb.list_head, 11)
+    _overlay(prog, nodes[10], (0xFFFF888000001000).to_bytes(8, "little"))
+    check, _ = verify_virtio_balloon(prog, vb)
+    assert check is not None and not check.verified and check.findings
