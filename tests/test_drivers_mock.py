@@ -208,3 +208,20 @@ def test_cmm_counts_beyond_memory():
     prog = m.finish()
     _, findings = verify_cmm(prog, read_cmm(prog))
     assert any(f.kind == "implausible" for f in findings)
+
+
+def test_probe_on_mocks():
+    from drgn_balloon.drivers import probe_balloon_drivers
+
+    probes = {p.driver: p for p in probe_balloon_drivers(XenMock(low=[5, 6]).finish())}
+    assert probes["xen_balloon"] == probes["xen_balloon"]._replace(
+        present=True, initialised=True, pages=2
+    )
+    assert not probes["virtio_balloon"].present  # no virtio_bus in the mock
+    assert not probes["hv_balloon"].present and not probes["pseries_cmm"].present
+    probes = {
+        p.driver: p for p in probe_balloon_drivers(HvMock(initialised=False).finish())
+    }
+    assert probes["hv_balloon"].present and not probes["hv_balloon"].initialised
+    probes = {p.driver: p for p in probe_balloon_drivers(CmmMock(loaned=[9]).finish())}
+    assert probes["pseries_cmm"][:4] == ("pseries_cmm", True, True, 1)

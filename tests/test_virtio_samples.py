@@ -266,3 +266,17 @@ def test_virtio_pointer_outside_memory_map():
     _overlay(prog, nodes[10], (0xFFFF888000001000).to_bytes(8, "little"))
     check, _ = verify_virtio_balloon(prog, vb)
     assert check is not None and not check.verified and check.findings
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_probe_on_kvm_guests(name):
+    from drgn_balloon.drivers import probe_balloon_drivers
+
+    prog, manifest = _load(name)
+    _, vmstat, _ = _truth(manifest)
+    probes = {p.driver: p for p in probe_balloon_drivers(prog)}
+    v = probes["virtio_balloon"]
+    assert v.present and v.initialised
+    assert v.pages == vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
+    assert probes["xen_balloon"].present and not probes["xen_balloon"].initialised
+    assert not probes["hv_balloon"].present and not probes["pseries_cmm"].present

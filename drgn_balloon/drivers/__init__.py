@@ -11,7 +11,15 @@ on, with their kernel sources: docs/balloon-drivers.md.
 
 from .cmm import CmmBalloon, read_cmm, verify_cmm
 from .common import PageListCheck, ZoneCount, ZoneTotals, check_page_list, zone_totals
-from .hv import HvBalloon, HvRegion, read_hv_balloon, verify_hv_balloon
+from .hv import (
+    HvBalloon,
+    HvRegion,
+    OfflineCensus,
+    offline_census,
+    read_hv_balloon,
+    verify_hv_balloon,
+)
+from .probe import DriverProbe, probe_balloon_drivers
 from .virtio import (
     VirtioBalloon,
     decode_virtio_features,
@@ -22,8 +30,10 @@ from .xen import XenBalloon, read_xen_balloon, verify_xen_balloon
 
 __all__ = [
     "CmmBalloon",
+    "DriverProbe",
     "HvBalloon",
     "HvRegion",
+    "OfflineCensus",
     "PageListCheck",
     "VirtioBalloon",
     "XenBalloon",
@@ -32,6 +42,8 @@ __all__ = [
     "check_page_list",
     "decode_virtio_features",
     "find_virtio_balloons",
+    "offline_census",
+    "probe_balloon_drivers",
     "read_cmm",
     "read_hv_balloon",
     "read_xen_balloon",
