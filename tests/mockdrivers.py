@@ -55,7 +55,7 @@ XEN_BALLOON_STATS = [
 # v6.1 (and v6.12, v7.2) add pr_dev_info and max_dynamic_page_count.
 # Blob sizes are x86_64's: struct completion 32, balloon_state 40 (u32 +
 # work_struct 32), hot_add_wrk 48 (2 x u64 ranges + work_struct), spinlock 4,
-# page_reporting_dev_info 40.
+# page_reporting_dev_info 104 (checked against Debian 6.1.0-57 DWARF).
 HV_DM_5_10 = [
     ("dev", "ptr"),
     ("state", "enum_dm"),
@@ -75,7 +75,12 @@ HV_DM_5_10 = [
     ("version", "uint"),
 ]
 HV_DM_6_1 = HV_DM_5_10 + [
-    ("pr_dev_info", ("blob", 40)),
+    ("pr_dev_info", ("blob", 104)),
+    ("max_dynamic_page_count", "ulong"),
+]
+# v7.2: page_reporting_dev_info grew to 112 bytes (Debian 7.2.13 DWARF).
+HV_DM_7 = HV_DM_5_10 + [
+    ("pr_dev_info", ("blob", 112)),
     ("max_dynamic_page_count", "ulong"),
 ]
 HV_HOTADD_STATE = [
@@ -96,6 +101,15 @@ BALLOON_DEV_INFO = [
     ("pages_lock", ("blob4", 4)),
     ("pages", "list"),
     ("migratepage", "ptr"),
+]
+# include/linux/balloon.h v7.2 (mm/balloon.c rework): the lock became the
+# global balloon_pages_lock; adjust_managed_page_count says whether
+# mm/balloon.c adjusts managed pages (cmm_init() sets it, cmm.c 7.2:543).
+BALLOON_DEV_INFO_7 = [
+    ("isolated_pages", "ulong"),
+    ("pages", "list"),
+    ("migratepage", "ptr"),
+    ("adjust_managed_page_count", "bool"),
 ]
 
 
@@ -404,9 +418,8 @@ class HvMock(MockProgram):
         **kw: object,
     ) -> None:
         super().__init__(offline=offline, **kw)  # type: ignore[arg-type]
-        self.dm_t = self.struct(
-            "hv_dynmem_device", HV_DM_6_1 if era == "6.1" else HV_DM_5_10
-        )
+        layout = {"5.10": HV_DM_5_10, "6.1": HV_DM_6_1, "7.x": HV_DM_7}[era]
+        self.dm_t = self.struct("hv_dynmem_device", layout)
         self.has_t = self.struct("hv_hotadd_state", HV_HOTADD_STATE)
         self.gap_t = self.struct("hv_hotadd_gap", HV_HOTADD_GAP)
         self.dm = self.add_global("dm_device", self.dm_t)
@@ -417,7 +430,7 @@ class HvMock(MockProgram):
         self.set("I", "state", 1)
         self.set("I", "num_pages_ballooned", len(self.ballooned))
         self.set("I", "version", 0x20000)
-        if era == "6.1":
+        if era != "5.10":
             self.set("Q", "max_dynamic_page_count", self.max_pfn * 2)
         for pfn in self.ballooned:
             if self.offline:
@@ -456,8 +469,8 @@ class HvMock(MockProgram):
 
 class CmmMock(MockProgram):
     """
-    arch/powerpc/platforms/pseries/cmm.c (v5.6+ b_dev_info era, v6.1 layout)
-    on ppc64 big-endian with 64 KiB pages.
+    arch/powerpc/platforms/pseries/cmm.c (v5.6+ b_dev_info era; era "6.1"
+    or "7.x" for struct balloon_dev_info) on ppc64 big-endian, 64 KiB pages.
     """
 
     def __init__(
@@ -468,13 +481,16 @@ class CmmMock(MockProgram):
         target: Optional[int] = None,
         initialised: bool = True,
         migration: bool = True,
+        era: str = "6.1",
         offline: Optional[str] = "mask",
         **kw: object,
     ) -> None:
         kw.setdefault("arch", "ppc64")
         kw.setdefault("page_size", 65536)
         super().__init__(offline=offline, **kw)  # type: ignore[arg-type]
-        self.info_t = self.struct("balloon_dev_info", BALLOON_DEV_INFO)
+        self.info_t = self.struct(
+            "balloon_dev_info", BALLOON_DEV_INFO_7 if era == "7.x" else BALLOON_DEV_INFO
+        )
         self.loaned_addr = self.add_global("loaned_pages", self.types["atomic_long"])
         self.target_addr = self.add_global("loaned_pages_target", self.types["ulong"])
         self.oom_addr = self.add_global("oom_freed_pages", self.types["ulong"])
@@ -490,6 +506,9 @@ class CmmMock(MockProgram):
         )
         if migration:
             self.write("Q", self.info + self.offset(self.info_t, "migratepage"), 0xC0DE)
+        if era == "7.x":
+            off = self.offset(self.info_t, "adjust_managed_page_count")
+            self.globals[self.info - GLOBALS + off] = 1
         self.link(
             self.info + self.offset(self.info_t, "pages"),
             self.pfns,

@@ -225,3 +225,21 @@ def test_probe_on_mocks():
     assert probes["hv_balloon"].present and not probes["hv_balloon"].initialised
     probes = {p.driver: p for p in probe_balloon_drivers(CmmMock(loaned=[9]).finish())}
     assert probes["pseries_cmm"][:4] == ("pseries_cmm", True, True, 1)
+
+
+def test_cmm_7x_balloon_dev_info_says_it_adjusts():
+    prog = CmmMock(loaned=spread(30, 4096), era="7.x").finish()
+    cb = read_cmm(prog)
+    assert (
+        cb.adjusts_managed and "adjust_managed_page_count" in cb.adjusts_managed_source
+    )
+    check, findings = verify_cmm(prog, cb)
+    assert check is not None and check.verified and not findings
+
+
+@pytest.mark.parametrize("era", ["5.10", "6.1", "7.x"])
+def test_hv_eras(era):
+    prog = HvMock(era=era, ballooned=spread(10, 4096)).finish()
+    hb = read_hv_balloon(prog)
+    assert hb.num_pages_ballooned == 10 and hb.version == 0x20000
+    assert (hb.max_dynamic_page_count is None) == (era == "5.10")
