@@ -20,6 +20,7 @@ from .common import (
     PageListCheck,
     check_page_list,
     int_value,
+    kernel_global,
     migration_enabled,
     plausible,
 )
@@ -51,11 +52,16 @@ class CmmBalloon(NamedTuple):
     problems: Tuple[str, ...]
 
 
+_TYPES = {
+    "loaned_pages": "atomic_long_t",
+    "loaned_pages_target": "unsigned long",
+    "oom_freed_pages": "unsigned long",
+    "b_dev_info": "struct balloon_dev_info",
+}
+
+
 def _obj(prog: Program, name: str) -> Object:
-    try:
-        return prog.object(name, filename=_FILE)
-    except (LookupError, ValueError):
-        return prog[name]
+    return kernel_global(prog, name, _TYPES[name], _FILE)
 
 
 def read_cmm(prog: Program) -> CmmBalloon:

@@ -22,6 +22,7 @@ __all__ = [
     "ZoneTotals",
     "check_page_list",
     "int_value",
+    "kernel_global",
     "migration_enabled",
     "plausible",
     "zone_totals",
@@ -31,6 +32,32 @@ __all__ = [
 #: a missing member or object (LookupError, AttributeError), memory not in
 #: the dump (FaultError), an object of the wrong kind (TypeError, ValueError).
 READ_ERRORS = (LookupError, AttributeError, FaultError, TypeError, ValueError)
+
+
+def kernel_global(
+    prog: Program, name: str, type_name: str, filename: Optional[str] = None
+) -> Object:
+    """
+    A kernel or module global by name: from the debug info's object finder
+    (DWARF), else from the symbol table (kallsyms: BTF mode, where only some
+    objects are declared) with its type by name (from BTF).
+
+    :raises LookupError: neither knows the name, or the type is unknown.
+    """
+    try:
+        if filename is not None:
+            try:
+                return prog.object(name, filename=filename)
+            except LookupError:
+                pass
+        return prog[name]
+    except LookupError:
+        pass
+    try:
+        symbol = prog.symbol(name)
+    except LookupError as e:
+        raise LookupError(f"no {name} in this kernel") from e
+    return Object(prog, prog.type(type_name), address=symbol.address)
 
 
 def int_value(obj: Object) -> int:

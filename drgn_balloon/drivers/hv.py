@@ -17,7 +17,7 @@ from drgn import FaultError, Object, Program, offsetof
 
 from ..pages import PageGeometry, page_geometry
 from ..walk import Finding
-from .common import READ_ERRORS, int_value, plausible
+from .common import READ_ERRORS, int_value, kernel_global, plausible
 
 __all__ = [
     "HvBalloon",
@@ -82,10 +82,7 @@ class HvBalloon(NamedTuple):
 
 
 def _obj(prog: Program, name: str) -> Object:
-    try:
-        return prog.object(name, filename=_FILE)
-    except (LookupError, ValueError):
-        return prog[name]
+    return kernel_global(prog, name, "struct hv_dynmem_device", _FILE)
 
 
 def _state_name(state: Object, value: int) -> str:

@@ -18,6 +18,7 @@ from .common import (
     PageListCheck,
     check_page_list,
     int_value,
+    kernel_global,
     migration_enabled,
     plausible,
 )
@@ -157,8 +158,9 @@ def _bus_devices_fallback(bus: Object) -> Iterator[Object]:
         sp = bus.p
     except AttributeError:
         sp = None
+        kset = kernel_global(prog, "bus_kset", "struct kset *")
         for kobj in list_for_each_entry(
-            "struct kobject", prog["bus_kset"].list.address_of_(), "entry"
+            "struct kobject", kset.list.address_of_(), "entry"
         ):
             cand = container_of(kobj, "struct subsys_private", "subsys.kobj")
             if cand.bus.value_() == bus.address_:
@@ -175,13 +177,20 @@ def _bus_devices_fallback(bus: Object) -> Iterator[Object]:
 
 
 def virtio_bus_devices(prog: Program) -> List[Object]:
-    """Every ``struct device *`` on the virtio bus (``virtio_bus``)."""
-    bus = prog["virtio_bus"].address_of_()
+    """
+    Every ``struct device *`` on the virtio bus (``virtio_bus``).
+
+    :raises LookupError: if the kernel has no ``virtio_bus``.
+    """
+    bus = kernel_global(prog, "virtio_bus", "struct bus_type")
     try:
         from drgn.helpers.linux.device import bus_for_each_dev
-    except ImportError:
-        return list(_bus_devices_fallback(bus[0]))
-    return list(bus_for_each_dev(bus))
+
+        return list(bus_for_each_dev(bus.address_of_()))
+    except (ImportError, LookupError):
+        # drgn without the helper, or a debug-info source (BTF) that does
+        # not declare the objects it looks up (bus_kset).
+        return list(_bus_devices_fallback(bus))
 
 
 def _stats(vb: Object, features: int) -> Tuple[Tuple[str, int], ...]:
@@ -279,45 +288,57 @@ def _read_one(prog: Program, dev: Object, page_size: int) -> Optional[VirtioBall
     )
 
 
+def _unreadable(address: int, problem: str) -> VirtioBalloon:
+    return VirtioBalloon(
+        device="?",
+        vdev_address=address,
+        driver="",
+        address=0,
+        features=0,
+        feature_names=(),
+        deflate_on_oom=False,
+        adjusts_managed=None,
+        adjusts_managed_source="",
+        num_pages=0,
+        units_per_page=1,
+        pages=0,
+        isolated_pages=0,
+        dev_info_address=0,
+        list_head=0,
+        migration=False,
+        target=None,
+        target_note=TARGET_NOT_IN_MEMORY,
+        stats=(),
+        problems=(problem,),
+    )
+
+
 def find_virtio_balloons(prog: Program) -> Tuple[VirtioBalloon, ...]:
     """
     Every virtio balloon device on the virtio bus with its driver's state.
+    A device or a bus that cannot be read comes back as one entry whose
+    ``problems`` say why.
 
     :raises LookupError: if the kernel has no virtio bus (``virtio_bus`` is
         unknown: virtio not built or its module not loaded).
     """
     page_size = int(prog["PAGE_SIZE"].value_()) if _has(prog, "PAGE_SIZE") else 4096
     try:
-        devices = virtio_bus_devices(prog)
-    except KeyError as e:
+        bus = kernel_global(prog, "virtio_bus", "struct bus_type")
+    except LookupError as e:
         raise LookupError("no virtio bus (virtio_bus) in this kernel") from e
+    try:
+        devices = virtio_bus_devices(prog)
+    except READ_ERRORS as e:
+        return (
+            _unreadable(int(bus.address_ or 0), f"the virtio bus is unreadable: {e}"),
+        )
     out = []
     for dev in devices:
         try:
             vb = _read_one(prog, dev, page_size)
         except READ_ERRORS as e:
-            vb = VirtioBalloon(
-                "?",
-                int(dev.value_()),
-                "",
-                0,
-                0,
-                (),
-                False,
-                None,
-                "",
-                0,
-                1,
-                0,
-                0,
-                0,
-                0,
-                False,
-                None,
-                TARGET_NOT_IN_MEMORY,
-                (),
-                (f"device {dev.value_():#x}: {e}",),
-            )
+            vb = _unreadable(int(dev.value_()), f"device {dev.value_():#x}: {e}")
         if vb is not None:
             out.append(vb)
     return tuple(out)

@@ -14,7 +14,14 @@ from drgn import Program
 
 from ..pages import PageGeometry, page_geometry
 from ..walk import Finding
-from .common import READ_ERRORS, PageListCheck, check_page_list, int_value, plausible
+from .common import (
+    READ_ERRORS,
+    PageListCheck,
+    check_page_list,
+    int_value,
+    kernel_global,
+    plausible,
+)
 
 __all__ = ["XenBalloon", "read_xen_balloon", "verify_xen_balloon"]
 
@@ -51,8 +58,8 @@ def read_xen_balloon(prog: Program) -> XenBalloon:
 
     :raises LookupError: if the kernel has no Xen balloon driver.
     """
-    stats = prog["balloon_stats"]
-    head = prog["ballooned_pages"]
+    stats = kernel_global(prog, "balloon_stats", "struct balloon_stats")
+    head = kernel_global(prog, "ballooned_pages", "struct list_head", "balloon.c")
     try:
         unpop: Optional[int] = int_value(stats.target_unpopulated)
     except AttributeError:
