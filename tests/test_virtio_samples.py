@@ -17,7 +17,9 @@ Samples: $DRGN_BALLOON_VIRTIO_SAMPLES, else vmcore-samples/, else
 
 import glob
 import json
+import lzma
 import os
+import shutil
 
 import drgn
 import pytest
@@ -77,13 +79,34 @@ def source(request):
     return request.param
 
 
+def _vmcore(d):
+    """The sample's dump; a vmcore.xz is decompressed once into the cache."""
+    plain = os.path.join(d, "vmcore")
+    if os.path.exists(plain):
+        return plain
+    packed = plain + ".xz"
+    st = os.stat(packed)
+    out = os.path.join(
+        os.environ.get("DRGN_BALLOON_CACHE", "/var/tmp/drgn-balloon-build"),
+        "virtio-samples",
+        f"{os.path.basename(d)}-{st.st_size}-{int(st.st_mtime)}",
+        "vmcore",
+    )
+    if not os.path.exists(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with lzma.open(packed) as f, open(out + ".tmp", "wb") as g:
+            shutil.copyfileobj(f, g, 1 << 20)
+        os.rename(out + ".tmp", out)
+    return out
+
+
 def _open(name, source):
     d = _sample_dir(name)
     if d is None:
         pytest.skip(f"sample {name} not built (make_virtio_sample.py {name})")
     manifest = json.load(open(os.path.join(d, "manifest.json")))
     prog = drgn.Program()
-    prog.set_core_dump(os.path.join(d, "vmcore"))
+    prog.set_core_dump(_vmcore(d))
     if source == "btf":
         try:
             from drgn_balloon.btf_debuginfo import load_btf_debug_info
