@@ -317,3 +317,22 @@ def test_probe_on_kvm_guests(name, source):
     assert v.pages == vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
     assert probes["xen_balloon"].present and not probes["xen_balloon"].initialised
     assert not probes["hv_balloon"].present and not probes["pseries_cmm"].present
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_virtio_stats_names(name, source):
+    """
+    ``vb->stats`` holds what the driver sent when it probed, before the host
+    inflated it (QEMU asks again only with guest-stats-polling-interval, which
+    the samples leave unset): ``total-memory`` was then all managed memory, i.e.
+    MemTotal now, plus the balloon where the balloon took its pages out of it.
+    """
+    prog, manifest = _load(name, source)
+    _, vmstat, meminfo = _truth(manifest)
+    (vb,) = find_virtio_balloons(prog)
+    stats = dict(vb.stats)
+    held = vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
+    expected = meminfo["MemTotal"] * 1024 + (held * 4096 if vb.adjusts_managed else 0)
+    assert stats["total-memory"] == expected
+    assert 0 < stats["free-memory"] <= stats["total-memory"]
+    assert stats["swap-in"] == stats["swap-out"] == 0  # no swap in the guest
