@@ -243,3 +243,53 @@ def test_hv_eras(era):
     hb = read_hv_balloon(prog)
     assert hb.num_pages_ballooned == 10 and hb.version == 0x20000
     assert (hb.max_dynamic_page_count is None) == (era == "5.10")
+
+
+def _damage(m, rng, edits):
+    """Overwrite random 8-byte words of the driver's globals, heap and the
+    struct pages of its list with random or pointer-like values."""
+    targets = [(m.globals, 0, max(m.global_top, 8)), (m.heap, 0, max(m.heap_top, 8))]
+    pfns = getattr(m, "pfns", None) or getattr(m, "ballooned", None) or [1]
+    for _ in range(edits):
+        kind = rng.random()
+        if kind < 0.5:
+            buf, lo, hi = rng.choice(targets)
+            off = rng.randrange(lo, hi) & ~7
+        else:
+            buf, off = m.memmap, rng.choice(pfns) * 64 + rng.choice((0, 8, 16, 40, 48))
+        value = rng.choice(
+            (
+                0,
+                rng.getrandbits(64),
+                0xFFFFEA0000000000 + rng.randrange(0, m.max_pfn * 64),
+                0xFFFFFFFFC0A00000 + rng.randrange(0, 256),
+                0xDEAD000000000000,
+            )
+        )
+        m.pack("Q", buf, off, value)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_seeded_damage_never_raises(seed):
+    """Whatever the damage, readers and checks answer with values, problems and
+    findings (LookupError only for a driver that is not there)."""
+    import random
+
+    from drgn_balloon.drivers import probe_balloon_drivers
+
+    rng = random.Random(seed)
+    for make in (
+        lambda: XenMock(low=spread(40, 4096)),
+        lambda: HvMock(max_pfn=1 << 16, ballooned=spread(30, 4096), regions=[REGION]),
+        lambda: CmmMock(loaned=spread(40, 4096), isolated=1),
+    ):
+        m = make()
+        _damage(m, rng, rng.randrange(1, 6))
+        prog = m.finish()
+        probe_balloon_drivers(prog)
+        if isinstance(m, XenMock):
+            verify_xen_balloon(prog, read_xen_balloon(prog))
+        elif isinstance(m, HvMock):
+            verify_hv_balloon(prog, read_hv_balloon(prog))
+        else:
+            verify_cmm(prog, read_cmm(prog))
