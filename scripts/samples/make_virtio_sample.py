@@ -552,7 +552,7 @@ def main():
         "--store",
         choices=("xz", "zlib"),
         default="xz",
-        help="xz: uncompressed kdump stored as vmcore.xz (about 9 MB; default); "
+        help="xz: uncompressed kdump stored as vmcore.xz (9-12 MB; default); "
         "zlib: makedumpfile -c, stored as vmcore (about 16-21 MB)",
     )
     args = ap.parse_args()
