@@ -16,6 +16,7 @@ import pytest
 from mockdrivers import (
     BALLOON_DEV_INFO,
     BALLOON_DEV_INFO_7,
+    HV_DM_5_10,
     HV_DM_6_1,
     HV_DM_7,
     HV_HOTADD_GAP,
@@ -69,7 +70,7 @@ def _compare(real_prog, name, members):
 @pytest.mark.parametrize("release", _releases() or ["none"])
 def test_hv_layout(release):
     prog = _types(release, "lib/modules/{release}/kernel/drivers/hv/hv_balloon.ko")
-    layout = HV_DM_7 if release.startswith("7.") else HV_DM_6_1
+    layout = {"5.": HV_DM_5_10, "6.": HV_DM_6_1, "7.": HV_DM_7}[release[:2]]
     assert _compare(prog, "hv_dynmem_device", layout) == set()
     assert _compare(prog, "hv_hotadd_state", HV_HOTADD_STATE) == set()
     assert _compare(prog, "hv_hotadd_gap", HV_HOTADD_GAP) == set()

@@ -256,7 +256,17 @@ def _read_one(prog: Program, dev: Object, page_size: int) -> Optional[VirtioBall
         return base._replace(
             problems=(f"{name}: vdev->priv is NULL: virtio_balloon never initialised",)
         )
-    vb = cast("struct virtio_balloon *", vdev.priv)
+    try:
+        vb = cast("struct virtio_balloon *", vdev.priv)
+    except LookupError:
+        # BTF mode on a kernel without module BTF (CONFIG_DEBUG_INFO_BTF_MODULES
+        # came with v5.11): the module's own struct is unknown.
+        return base._replace(
+            problems=(
+                f"{name}: struct virtio_balloon is not in the debug info (no BTF "
+                "for the virtio_balloon module): its state cannot be read",
+            )
+        )
     info = vb.vb_dev_info
     num_pages = int_value(vb.num_pages)
     isolated = int_value(info.isolated_pages)

@@ -44,6 +44,7 @@ MIB = 1 << 20
 # core and PCI transport as modules (virtio_balloon's depends= names only virtio and
 # virtio_ring, so virtio_pci is loaded as well); sid's 7.x builds them in.
 ERAS = {
+    "5.10": {"suite": "bullseye"},
     "6.1": {"suite": "bookworm"},
     "7.x": {
         "suite": "sid",
@@ -56,6 +57,14 @@ ERAS = {
 # Each sample: era, QEMU device options, guest memory, the balloon steps (MiB held by
 # the balloon after each step; QMP `balloon` takes the guest's memory size).
 SAMPLES = {
+    "virtio-5.10": {
+        "era": "5.10",
+        "device": {},
+        "memory_mib": 384,
+        "steps_mib": [128],
+        "description": "bullseye's stock 5.10 kernel (struct shrinker embedded in "
+        "struct virtio_balloon, balloon_compaction.h), default features.",
+    },
     "virtio-6.1": {
         "era": "6.1",
         "device": {},
