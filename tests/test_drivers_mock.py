@@ -293,3 +293,16 @@ def test_seeded_damage_never_raises(seed):
             verify_hv_balloon(prog, read_hv_balloon(prog))
         else:
             verify_cmm(prog, read_cmm(prog))
+
+
+def test_offline_census_big_endian_and_limit():
+    from drgn_balloon.drivers import offline_census
+    from drgn_balloon.pages import page_geometry
+
+    m = CmmMock(loaned=spread(77, 4096))  # ppc64 big-endian, mask-era marks
+    prog = m.finish()
+    g = page_geometry(prog)
+    census = offline_census(prog, g)
+    assert census.checked and census.offline_pages == 77
+    assert census.scanned_pages == 4096 and census.unreadable_pages == 0
+    assert not offline_census(prog, g, limit=1000).checked
