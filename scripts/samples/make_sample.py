@@ -135,7 +135,8 @@ def run(cmd, **kw):
 # ---------------------------------------------------------------------------- guest
 
 
-def build_initramfs(kdir, work):
+def make_initramfs(work, init_script, files):
+    """A busybox initramfs: /init = init_script, each (src, name) of files copied to /name."""
     root = os.path.join(work, "initramfs")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "bin"))
@@ -143,10 +144,10 @@ def build_initramfs(kdir, work):
         os.makedirs(os.path.join(root, d))
     shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
     os.symlink("busybox", os.path.join(root, "bin", "sh"))
-    shutil.copy(os.path.join(HERE, "guest_init.sh"), os.path.join(root, "init"))
+    shutil.copy(init_script, os.path.join(root, "init"))
     os.chmod(os.path.join(root, "init"), 0o755)
-    for ko in ("vmw_vmci.ko", "vmw_balloon.ko"):
-        shutil.copy(os.path.join(kdir, ko), os.path.join(root, ko))
+    for src, name in files:
+        shutil.copy(src, os.path.join(root, name))
     cpio = os.path.join(work, "initramfs.cpio")
     names = subprocess.run(
         ["find", "."], cwd=root, check=True, capture_output=True, text=True
@@ -160,6 +161,14 @@ def build_initramfs(kdir, work):
             check=True,
         )
     return cpio
+
+
+def build_initramfs(kdir, work):
+    return make_initramfs(
+        work,
+        os.path.join(HERE, "guest_init.sh"),
+        [(os.path.join(kdir, ko), ko) for ko in ("vmw_vmci.ko", "vmw_balloon.ko")],
+    )
 
 
 def find_in_sites(ko):
