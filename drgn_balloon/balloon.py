@@ -422,7 +422,10 @@ def balloon_state(prog: Program, debug_files: Sequence[str] = ()) -> BalloonStat
         raise NotVMware(
             f"{driver} is present but was never initialised (balloon.{heads[0].path} "
             "is NULL): "
-            + (f"the kernel detected hypervisor: {hv}" if hv else "not a VMware guest?")
+            + (
+                f"the kernel detected hypervisor: {hv}" if hv else "not a VMware guest?"
+            ),
+            driver_present=True,
         )
     members = balloon.type_
 

@@ -42,15 +42,18 @@ def candidate_paths(prog: Program, name: str, extra: Sequence[str] = ()) -> List
     # -s directories, the vmcore's directory and its debug/ subdirectory.
     for directory in search_directories(prog, extra):
         paths.extend(os.path.join(directory, n) for n in names)
-    for base in (
-        f"/usr/lib/debug/lib/modules/{release}/kernel/drivers/misc",
-        f"/usr/lib/debug/lib/modules/{release}/updates",
-        f"/usr/lib/debug/lib/modules/{release}/misc",
-        f"/lib/modules/{release}/kernel/drivers/misc",
-        f"/lib/modules/{release}/updates",
-        f"/lib/modules/{release}/misc",
-    ):
-        paths.extend(os.path.join(base, n) for n in names)
+    # The balloon drivers' directories in the kernel tree (vmw_balloon,
+    # virtio_balloon and virtio, hv_balloon, cmm), then out-of-tree ones.
+    for root in (f"/usr/lib/debug/lib/modules/{release}", f"/lib/modules/{release}"):
+        for sub in (
+            "kernel/drivers/misc",
+            "kernel/drivers/virtio",
+            "kernel/drivers/hv",
+            "kernel/arch/powerpc/platforms/pseries",
+            "updates",
+            "misc",
+        ):
+            paths.extend(os.path.join(root, sub, n) for n in names)
     seen = set()
     unique = []
     for path in paths:

@@ -79,9 +79,11 @@ class BalloonError(Exception):
     exit_code = EXIT_INTERNAL
     kind = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, driver_present: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        #: The driver is there (loaded or built in) but never initialised.
+        self.driver_present = driver_present
 
 
 class NoBalloonDriver(BalloonError):

@@ -10,18 +10,34 @@ the program: a pickled report renders in a process that has none. Every
 entry point (script, drgn command, console script) builds this one model and
 hands it to a renderer (:mod:`drgn_balloon.render`), which owns the wording.
 
-The model is shaped for several balloons of several drivers: a
+The model holds every balloon the kernel has, of every driver: a
 :class:`Balloon` holds what every balloon driver has (size and target in
-frames, the verification), and the VMware driver's own state is in its
-:class:`VMwareState`.
+frames, whether its pages leave MemTotal, the verification), and each
+driver's own state is in its own NamedTuple (:class:`VMwareState`, and the
+readers' :class:`~drgn_balloon.drivers.VirtioBalloon`,
+:class:`~drgn_balloon.drivers.HvBalloon`,
+:class:`~drgn_balloon.drivers.XenBalloon`,
+:class:`~drgn_balloon.drivers.CmmBalloon`). :attr:`Report.drivers` says
+which drivers are there and whether they initialised;
+:attr:`Report.zones` holds the memory the guest has (present pages) beside
+MemTotal (managed pages).
 """
 
 import time
-from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from drgn import Program, ProgramFlags
 
 from .balloon import BalloonState, balloon_state
+from .drivers import (
+    CmmBalloon,
+    DriverProbe,
+    HvBalloon,
+    VirtioBalloon,
+    XenBalloon,
+    ZoneTotals,
+)
+from .errors import BalloonError, NoBalloonDriver, NotVMware
 from .memory import MemoryAccounting, memory_accounting
 from .program import DebugInfo, core_dump_path
 from .system import dmi_string, hypervisor, kernel_release
@@ -31,7 +47,9 @@ from .walk import Finding
 __all__ = [
     "LIVE_RETRIES",
     "SCHEMA_VERSION",
+    "VMWARE_DRIVERS",
     "Balloon",
+    "DriverProbe",
     "KernelInfo",
     "ModuleVersion",
     "Report",
@@ -40,8 +58,13 @@ __all__ = [
 ]
 
 #: Version of the JSON document (see README, "JSON schema"). Bumped when a
-#: key changes meaning or disappears; adding keys does not bump it.
-SCHEMA_VERSION = 1
+#: key changes meaning or disappears; adding keys does not bump it. 2:
+#: ``balloon`` is the VMware balloon or else the first balloon of any driver
+#: (null when there is none), ``balloon.target_frames`` may be null.
+SCHEMA_VERSION = 2
+
+#: The VMware balloon's driver names (in-tree, RHEL 6, VMware Tools).
+VMWARE_DRIVERS = ("vmw_balloon", "vmware_balloon", "vmmemctl")
 
 #: How often a live kernel's balloon is read again when it moved under the
 #: walk.
@@ -98,13 +121,18 @@ class VMwareState(NamedTuple):
 class Balloon(NamedTuple):
     """One balloon: what every balloon driver has, plus its own state."""
 
-    #: The driver: ``"vmw_balloon"``, ``"vmware_balloon"`` or ``"vmmemctl"``.
+    #: The driver: ``"vmw_balloon"``, ``"vmware_balloon"``, ``"vmmemctl"``,
+    #: ``"virtio_balloon"``, ``"hv_balloon"``, ``"xen_balloon"`` or
+    #: ``"pseries_cmm"``.
     driver: str
     #: The loaded module, or ``None`` when the driver is built in.
     module: Optional[ModuleVersion]
-    #: Size and target in frames of :attr:`frame_size` bytes.
+    #: Size and target in frames of :attr:`frame_size` bytes (virtio and
+    #: VMware: 4 KiB whatever the page size; Xen, CMM: the kernel's pages).
     size_frames: int
-    target_frames: int
+    #: ``None`` where the target is not in guest memory (see
+    #: :attr:`target_note`).
+    target_frames: Optional[int]
     frame_size: int
     #: Pages taken off the lists for migration (``isolated_pages``), in frames.
     isolated_pages: int
@@ -117,6 +145,24 @@ class Balloon(NamedTuple):
     moved: bool
     #: The VMware driver's own state.
     vmware: Optional[VMwareState]
+    #: Whether the driver takes its pages out of MemTotal (calls
+    #: ``adjust_managed_page_count()``), ``None`` where the debug info cannot
+    #: tell; and why.
+    adjusts_managed: Optional[bool] = False
+    adjusts_managed_reason: str = (
+        "vmw_balloon never calls adjust_managed_page_count() (kernel-layouts.md §5)"
+    )
+    #: Where the target comes from, or why it is unknown.
+    target_note: str = ""
+    #: The device (virtio: ``"virtio0"``), or ``None``.
+    device: Optional[str] = None
+    #: Problems met while reading the driver's state.
+    problems: Tuple[str, ...] = ()
+    #: The other drivers' own state (the readers' plain values).
+    virtio: Optional[VirtioBalloon] = None
+    hv: Optional[HvBalloon] = None
+    xen: Optional[XenBalloon] = None
+    cmm: Optional[CmmBalloon] = None
 
     @property
     def size_bytes(self) -> int:
@@ -124,9 +170,16 @@ class Balloon(NamedTuple):
         return self.size_frames * self.frame_size
 
     @property
-    def target_bytes(self) -> int:
-        """Target in bytes."""
+    def target_bytes(self) -> Optional[int]:
+        """Target in bytes, or ``None``."""
+        if self.target_frames is None:
+            return None
         return self.target_frames * self.frame_size
+
+    @property
+    def is_vmware(self) -> bool:
+        """Whether this is the VMware balloon."""
+        return self.driver in VMWARE_DRIVERS
 
     @property
     def findings(self) -> Tuple[Finding, ...]:
@@ -144,14 +197,22 @@ class Report(NamedTuple):
 
     kernel: KernelInfo
     debuginfo: DebugInfo
-    #: The balloons found (one VMware balloon today).
+    #: Every balloon found, the VMware balloon first.
     balloons: Tuple[Balloon, ...]
     memory: MemoryAccounting
+    #: Every balloon driver probed: there or not, initialised or not.
+    drivers: Tuple[DriverProbe, ...] = ()
+    #: The guest's present pages (its zones) beside the managed pages
+    #: (MemTotal), or ``None`` if the zones could not be read.
+    zones: Optional[ZoneTotals] = None
 
     @property
-    def balloon(self) -> Balloon:
-        """The (first) balloon."""
-        return self.balloons[0]
+    def balloon(self) -> Optional[Balloon]:
+        """The VMware balloon, else the first balloon, else ``None``."""
+        for b in self.balloons:
+            if b.is_vmware:
+                return b
+        return self.balloons[0] if self.balloons else None
 
     @property
     def findings(self) -> Tuple[Finding, ...]:
@@ -218,30 +279,14 @@ def balloon_model(
     )
 
 
-def balloon_report(
+def _vmware(
     prog: Program,
-    *,
-    verify: bool = True,
-    fast: bool = True,
-    rss: bool = True,
-    debug_files: Sequence[str] = (),
-    debuginfo: Optional[DebugInfo] = None,
-    progress: Optional[Callable[[str, int], None]] = None,
-) -> Report:
-    """
-    Build the whole report.
-
-    On a live kernel the balloon may inflate or deflate during the walk: the
-    state is read again and the walk repeated (up to :data:`LIVE_RETRIES`
-    times) until ``size`` stood still and the lists agreed with it; if they
-    never did, the report says the figures moved rather than calling the
-    lists corrupt.
-
-    :param debug_files: ``-s`` files and directories, searched for the
-        balloon module's debug info.
-    :param debuginfo: from :func:`~drgn_balloon.program.check_program`.
-    :raises BalloonError: see :func:`~drgn_balloon.balloon.balloon_state`.
-    """
+    debug_files: Sequence[str],
+    verify: bool,
+    fast: bool,
+    progress: Optional[Callable[[str, int], None]],
+) -> Tuple[BalloonState, Optional[Verification], bool]:
+    """Read the VMware balloon and verify it (again while it moves)."""
     live = _live(prog)
     state = balloon_state(prog, debug_files)
     verification = None
@@ -269,21 +314,124 @@ def balloon_report(
             if attempt + 1 < attempts:
                 time.sleep(0.2)
         if live and moved and verification is not None:
-            verification = verification._replace(
-                findings=(
-                    Finding(
-                        "moved",
-                        "",
-                        -1,
-                        0,
-                        f"the balloon changed during {LIVE_RETRIES} walks "
-                        "(it is inflating or deflating); figures are approximate",
-                    ),
-                )
-            )
+            verification = verification._replace(findings=(_moved_finding(),))
+    return state, verification, moved
+
+
+def _moved_finding() -> Finding:
+    return Finding(
+        "moved",
+        "",
+        -1,
+        0,
+        f"the balloon changed during {LIVE_RETRIES} walks "
+        "(it is inflating or deflating); figures are approximate",
+    )
+
+
+def _vmware_probe(
+    state: Optional[BalloonState], error: Optional[BalloonError]
+) -> DriverProbe:
+    if state is not None:
+        return DriverProbe(
+            state.driver,
+            True,
+            True,
+            state.size_frames,
+            "module loaded" if state.module is not None else "built in",
+        )
+    assert error is not None
+    if not error.driver_present:
+        return DriverProbe("vmw_balloon", False, False, 0, "not in this kernel")
+    return DriverProbe("vmw_balloon", True, False, 0, error.message)
+
+
+def _exclude_outside_memtotal(
+    memory: MemoryAccounting, balloons: Sequence[Balloon]
+) -> MemoryAccounting:
+    # /proc/meminfo's Balloon: line (NR_BALLOON_PAGES, v6.16+) counts every
+    # balloon's pages, also those taken out of MemTotal: those are not part
+    # of "used" (MemTotal - MemFree) and must not explain any of it.
+    outside = sum(
+        b.counted_in_meminfo * b.frame_size // memory.page_size
+        for b in balloons
+        if b.adjusts_managed
+    )
+    if not outside:
+        return memory
+    explained = max(memory.explained - outside, 0)
+    return memory._replace(
+        explained=explained,
+        unaccounted=max(memory.used - explained, 0),
+    )
+
+
+def balloon_report(
+    prog: Program,
+    *,
+    verify: bool = True,
+    fast: bool = True,
+    rss: bool = True,
+    debug_files: Sequence[str] = (),
+    debuginfo: Optional[DebugInfo] = None,
+    progress: Optional[Callable[[str, int], None]] = None,
+) -> Report:
+    """
+    Build the whole report: every balloon of every driver, the drivers that
+    are there, the guest's memory and its accounting.
+
+    On a live kernel a balloon may inflate or deflate during the walk: the
+    state is read again and the walk repeated (up to :data:`LIVE_RETRIES`
+    times) until it stood still and the lists agreed with it; if it never
+    did, the report says the figures moved rather than calling the lists
+    corrupt.
+
+    :param debug_files: ``-s`` files and directories, searched for the
+        balloon modules' debug info.
+    :param debuginfo: from :func:`~drgn_balloon.program.check_program`.
+    :raises NoBalloonDriver: no balloon driver of any kind is in the kernel.
+    :raises NotVMware: none is, and the kernel detected another hypervisor
+        than VMware, or vmw_balloon never initialised (and no other driver
+        is there).
+    :raises BalloonError: see :func:`~drgn_balloon.balloon.balloon_state`;
+        :class:`~drgn_balloon.errors.MissingDebugInfo` also when another
+        driver's state needs debug info that is missing and no balloon can
+        be reported.
+    """
+    from .hypervisors import other_balloons
+
+    state: Optional[BalloonState] = None
+    verification: Optional[Verification] = None
+    moved = False
+    vmware_error: Optional[BalloonError] = None
+    try:
+        state, verification, moved = _vmware(prog, debug_files, verify, fast, progress)
+    except (NoBalloonDriver, NotVMware) as e:
+        vmware_error = e
+    others = other_balloons(prog, verify=verify, fast=fast, debug_files=debug_files)
+    probes = (_vmware_probe(state, vmware_error),) + others.probes
+    if state is None and not others.balloons:
+        if others.error is not None:
+            raise others.error
+        if not any(p.present for p in others.probes):
+            assert vmware_error is not None
+            raise _no_driver(vmware_error)
     memory = memory_accounting(prog, rss=rss)
+    balloons: List[Balloon] = []
+    if state is not None:
+        balloons.append(balloon_model(state, verification, memory, moved))
+    line = memory.counters.get("Balloon")
+    left = None if line is None else line - sum(b.counted_in_meminfo for b in balloons)
+    for b in others.balloons:
+        if left is not None and b.frame_size == memory.page_size:
+            counted = max(min(left, b.size_frames), 0)
+            left -= counted
+            b = b._replace(counted_in_meminfo=counted)
+        balloons.append(b)
+    memory = _exclude_outside_memtotal(memory, balloons)
     if debuginfo is None:
         debuginfo = DebugInfo("dwarf", tuple(p for p in debug_files))
+    live = _live(prog)
     kernel = KernelInfo(
         release=kernel_release(prog),
         live=live,
@@ -295,6 +443,18 @@ def balloon_report(
     return Report(
         kernel=kernel,
         debuginfo=debuginfo,
-        balloons=(balloon_model(state, verification, memory, moved),),
+        balloons=tuple(balloons),
         memory=memory,
+        drivers=probes,
+        zones=others.zones,
+    )
+
+
+def _no_driver(error: BalloonError) -> BalloonError:
+    # No driver of any kind: the VMware error, saying that no other driver
+    # is there either (its class, hence its exit code, is kept).
+    others = "virtio_balloon, hv_balloon, the Xen balloon and the pseries CMM"
+    return type(error)(
+        f"{error.message}; {others} are not in this kernel either",
+        driver_present=error.driver_present,
     )

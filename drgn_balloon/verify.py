@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple, Optional, Tuple
 from drgn import Program
 
 from .balloon import BalloonState
+from .drivers.hv import OfflineCensus
 from .layout import balloon_lists
 from .pages import PageGeometry, page_geometry
 from .walk import BulkPageReader, Finding, ListWalk, ObjectPageReader, walk_list
@@ -31,10 +32,16 @@ class Verification(NamedTuple):
     #: ``balloon.size`` it was compared with.
     size_frames: int
     findings: Tuple[Finding, ...]
+    #: For a driver that keeps no list (hv_balloon): the pages marked
+    #: offline in the memory map, which must be at least its count.
+    census: Optional[OfflineCensus] = None
 
     @property
     def verified(self) -> bool:
-        """Every list walked to its end, nothing wrong, frames == size."""
+        """Every list walked to its end, nothing wrong, frames == size (for
+        a census: it was taken and found nothing wrong)."""
+        if self.census is not None:
+            return self.census.checked and not self.findings
         return (
             all(w.complete for w in self.lists)
             and not self.findings

@@ -12,13 +12,22 @@ from typing import Callable, List, NamedTuple, Tuple
 
 from drgn import Program
 
-from .cmm import read_cmm
+from .cmm import CmmBalloon, read_cmm
 from .common import READ_ERRORS
-from .hv import read_hv_balloon
-from .virtio import find_virtio_balloons
-from .xen import read_xen_balloon
+from .hv import HvBalloon, read_hv_balloon
+from .virtio import VirtioBalloon, find_virtio_balloons
+from .xen import XenBalloon, read_xen_balloon
 
-__all__ = ["DriverProbe", "probe_balloon_drivers"]
+__all__ = [
+    "DriverProbe",
+    "absent",
+    "probe_balloon_drivers",
+    "probe_cmm",
+    "probe_hv",
+    "probe_virtio",
+    "probe_xen",
+    "unreadable",
+]
 
 
 class DriverProbe(NamedTuple):
@@ -34,8 +43,18 @@ class DriverProbe(NamedTuple):
     note: str
 
 
-def _virtio(prog: Program) -> DriverProbe:
-    balloons = find_virtio_balloons(prog)
+def absent(driver: str) -> DriverProbe:
+    """A driver that is not in this kernel."""
+    return DriverProbe(driver, False, False, 0, "not in this kernel")
+
+
+def unreadable(driver: str, problem: object) -> DriverProbe:
+    """A driver that is there but whose state cannot be read."""
+    return DriverProbe(driver, True, False, 0, f"unreadable: {problem}")
+
+
+def probe_virtio(balloons: Tuple[VirtioBalloon, ...]) -> DriverProbe:
+    """The probe of what :func:`find_virtio_balloons` found."""
     live = [b for b in balloons if b.address]
     if not balloons:
         return DriverProbe(
@@ -51,8 +70,8 @@ def _virtio(prog: Program) -> DriverProbe:
     )
 
 
-def _hv(prog: Program) -> DriverProbe:
-    hb = read_hv_balloon(prog)
+def probe_hv(hb: HvBalloon) -> DriverProbe:
+    """The probe of what :func:`read_hv_balloon` found."""
     return DriverProbe(
         "hv_balloon",
         True,
@@ -62,8 +81,8 @@ def _hv(prog: Program) -> DriverProbe:
     )
 
 
-def _xen(prog: Program) -> DriverProbe:
-    xb = read_xen_balloon(prog)
+def probe_xen(xb: XenBalloon) -> DriverProbe:
+    """The probe of what :func:`read_xen_balloon` found."""
     return DriverProbe(
         "xen_balloon",
         True,
@@ -73,8 +92,8 @@ def _xen(prog: Program) -> DriverProbe:
     )
 
 
-def _cmm(prog: Program) -> DriverProbe:
-    cb = read_cmm(prog)
+def probe_cmm(cb: CmmBalloon) -> DriverProbe:
+    """The probe of what :func:`read_cmm` found."""
     ok = not cb.problems
     return DriverProbe(
         "pseries_cmm", True, ok, cb.loaned_pages if ok else 0, "; ".join(cb.problems)
@@ -82,10 +101,10 @@ def _cmm(prog: Program) -> DriverProbe:
 
 
 _PROBES: Tuple[Tuple[str, Callable[[Program], DriverProbe]], ...] = (
-    ("virtio_balloon", _virtio),
-    ("hv_balloon", _hv),
-    ("xen_balloon", _xen),
-    ("pseries_cmm", _cmm),
+    ("virtio_balloon", lambda prog: probe_virtio(find_virtio_balloons(prog))),
+    ("hv_balloon", lambda prog: probe_hv(read_hv_balloon(prog))),
+    ("xen_balloon", lambda prog: probe_xen(read_xen_balloon(prog))),
+    ("pseries_cmm", lambda prog: probe_cmm(read_cmm(prog))),
 )
 
 
@@ -96,7 +115,7 @@ def probe_balloon_drivers(prog: Program) -> Tuple[DriverProbe, ...]:
         try:
             out.append(probe(prog))
         except LookupError:
-            out.append(DriverProbe(name, False, False, 0, "not in this kernel"))
+            out.append(absent(name))
         except READ_ERRORS as e:
-            out.append(DriverProbe(name, True, False, 0, f"unreadable: {e}"))
+            out.append(unreadable(name, e))
     return tuple(out)
