@@ -2,9 +2,12 @@
 drgn-balloon
 ------------
 
-Where did my memory go? The VMware balloon driver pins guest pages that the
-host reclaimed, and no line of the guest's accounting names them. These
-helpers find ``struct vmballoon balloon`` in a vmcore or the live kernel,
+Where did my memory go? A balloon driver pins guest pages that the host
+reclaimed: vmw_balloon's are "used" memory no line of the guest's accounting
+names; virtio_balloon (without DEFLATE_ON_OOM), Xen, the pseries CMM and
+hv_balloon (6.1+) take theirs out of MemTotal, so ``free`` shows less memory
+than the VM has. These helpers find every balloon in a vmcore or the live
+kernel (``struct vmballoon balloon``; each virtio balloon device; ...),
 verify its pages one by one, and compare it with the kernel's accounting.
 
 In a drgn session::

@@ -103,8 +103,8 @@ REPORT_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
             action="append",
             default=[],
             metavar="FILE",
-            help="debug info file (vmlinux, vmw_balloon.ko) or "
-            "directory to search; may be repeated",
+            help="debug info file (vmlinux, vmw_balloon.ko, virtio_balloon.ko...) "
+            "or directory to search; may be repeated",
         ),
     ),
 )
@@ -297,8 +297,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = make_parser(
         "balloon-report",
-        "Where did my memory go? Report the VMware balloon of a vmcore, or "
-        "of the live kernel (as root) when no VMCORE is given.",
+        "Where did my memory go? Report the balloons (VMware, virtio, Hyper-V, "
+        "Xen, pseries CMM) of a vmcore, or of the live kernel (as root) when no "
+        "VMCORE is given.",
         vmcore=True,
     )
 
@@ -333,7 +334,9 @@ def _note_drgn_core_dump(prog: Program) -> None:
 def script_main(prog: Optional[Program], argv: Sequence[str]) -> int:
     """``drgn [-c VMCORE] scripts/balloon_report.py [options]``."""
     name = "balloon_report.py"
-    parser = make_parser(name, "Report the VMware balloon (run it with drgn).", False)
+    parser = make_parser(
+        name, "Report the balloons of every driver (run it with drgn).", False
+    )
 
     def run() -> int:
         try:

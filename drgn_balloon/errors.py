@@ -9,12 +9,15 @@ its code; nothing else reaches the user as a traceback.
 =====  ==============================================================
 code   meaning
 =====  ==============================================================
-0      report printed; the balloon was verified (or ``--no-verify``)
+0      report printed; every balloon verified (or ``--no-verify``), or a
+       balloon driver is there and holds nothing (the report says which)
 1      report printed, but the verification found problems
 2      usage error (bad command-line arguments)
-3      no VMware balloon driver in this kernel (not loaded, not built in)
-4      not a VMware guest: the driver is absent or was never initialised
-5      debug info missing (vmlinux or the balloon module)
+3      no balloon driver of any kind in this kernel (vmw_balloon,
+       virtio_balloon, hv_balloon, Xen, pseries CMM: not loaded, not built in)
+4      no other balloon driver, and not a VMware guest: vmw_balloon is absent
+       and the kernel detected another hypervisor, or it never initialised
+5      debug info missing (vmlinux or a balloon module)
 6      the dump cannot be opened (not a dump, truncated, unreadable)
 7      the live kernel can only be read as root
 8      the balloon's state cannot be read (memory missing from the dump)
@@ -60,12 +63,13 @@ EXIT_UNREADABLE = 8
 EXIT_INTERNAL = 70
 
 EXIT_CODES: Dict[int, str] = {
-    EXIT_OK: "report printed; balloon verified (or verification skipped)",
+    EXIT_OK: "report printed; balloons verified (or verification skipped)",
     EXIT_FINDINGS: "report printed, but the verification found problems",
     EXIT_USAGE: "usage error",
-    EXIT_NO_DRIVER: "no VMware balloon driver in this kernel",
-    EXIT_NOT_VMWARE: "not a VMware guest: driver absent or never initialised",
-    EXIT_NO_DEBUG_INFO: "debug info missing (vmlinux or the balloon module)",
+    EXIT_NO_DRIVER: "no balloon driver of any kind in this kernel",
+    EXIT_NOT_VMWARE: "no other balloon driver, and vmw_balloon absent on "
+    "another hypervisor or never initialised",
+    EXIT_NO_DEBUG_INFO: "debug info missing (vmlinux or a balloon module)",
     EXIT_BAD_DUMP: "the dump cannot be opened",
     EXIT_NOT_ROOT: "the live kernel can only be read as root",
     EXIT_UNREADABLE: "the balloon's state cannot be read from the dump",
@@ -87,7 +91,7 @@ class BalloonError(Exception):
 
 
 class NoBalloonDriver(BalloonError):
-    """No VMware balloon driver is loaded or built into the kernel."""
+    """No balloon driver is loaded or built into the kernel."""
 
     exit_code = EXIT_NO_DRIVER
     kind = "no_driver"

@@ -279,9 +279,9 @@ def _hv_adjusts(prog: Program) -> Tuple[Optional[bool], str]:
         reporting = False
     if reporting:
         return True, (
-            "hv_balloon takes its pages out of MemTotal: alloc_balloon_pages() "
+            "hv_balloon takes its pages out of MemTotal (alloc_balloon_pages() "
             "calls adjust_managed_page_count() in kernels whose dm_device has "
-            "pr_dev_info (free page reporting; 6.1 and later)"
+            "pr_dev_info, free page reporting: 6.1 and later)"
         )
     return None, (
         "unknown: hv_balloon takes its pages out of MemTotal in 6.1 and later, "
@@ -390,8 +390,8 @@ def _xen(
         vmware=None,
         adjusts_managed=xb.adjusts_managed,
         adjusts_managed_reason=(
-            "the Xen balloon takes its pages out of MemTotal: "
-            "decrease_reservation() calls adjust_managed_page_count()"
+            "The Xen balloon driver takes its pages out of MemTotal "
+            "(decrease_reservation() calls adjust_managed_page_count())"
         ),
         target_note=(
             "balloon_low + balloon_high + current_pages - target_pages "
@@ -443,7 +443,13 @@ def _cmm(
         vmware=None,
         adjusts_managed=cb.adjusts_managed,
         adjusts_managed_reason=(
-            "the CMM takes its pages out of MemTotal: " + cb.adjusts_managed_source
+            "The CMM driver "
+            + (
+                "takes its pages out of MemTotal"
+                if cb.adjusts_managed
+                else "leaves its pages in MemTotal"
+            )
+            + f": {cb.adjusts_managed_source}"
         ),
         target_note="loaned_pages_target (set by the hypervisor through the "
         "partition's memory entitlement)",

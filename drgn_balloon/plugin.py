@@ -4,7 +4,7 @@ drgn plugin: the ``%balloon`` command
 
 Registered through the ``drgn.plugins`` entry point (see pyproject.toml):
 importing this module registers the ``balloon`` command, so in a drgn
-session on an x86_64 kernel ``%balloon`` prints the report (``%balloon
+session on a Linux kernel ``%balloon`` prints the report (``%balloon
 --json``; ``%balloon -h`` for the options; ``%balloon --drgn`` prints the
 helper code that does exactly what the command does). The command returns
 the :class:`~drgn_balloon.report.Report` (``_`` in the interactive session,
@@ -16,7 +16,7 @@ hand instead.
 import argparse
 from typing import Any, List, Optional
 
-from drgn import Architecture, Program, ProgramFlags
+from drgn import Program, ProgramFlags
 
 from .cli import REPORT_OPTIONS, as_balloon_error, build_report, one_line, print_report
 
@@ -24,12 +24,11 @@ __all__: List[str] = []
 
 
 def _enabled(prog: Program) -> bool:
-    # vmw_balloon exists on x86 only (drivers/misc/Kconfig: "depends on X86
-    # && HYPERVISOR_GUEST"), and only in a kernel.
-    platform = prog.platform
-    return bool(prog.flags & ProgramFlags.IS_LINUX_KERNEL) and (
-        platform is not None and platform.arch == Architecture.X86_64
-    )
+    # Offered in every Linux kernel: vmw_balloon is x86 only
+    # (drivers/misc/Kconfig: "depends on X86 && HYPERVISOR_GUEST"), but
+    # virtio_balloon exists on every architecture, hv_balloon and the Xen
+    # balloon on x86 and arm64, the CMM on ppc64.
+    return bool(prog.flags & ProgramFlags.IS_LINUX_KERNEL)
 
 
 def drgn_code(prog: Program, args: argparse.Namespace) -> str:
@@ -91,9 +90,11 @@ except ImportError:  # drgn < 0.1.0: no commands
     pass
 else:
     _cmd_balloon = linux_kernel_command(
-        description="where did my memory go? the VMware balloon, verified",
-        long_description="Find the VMware balloon (vmw_balloon), verify its "
-        "pages one by one and compare it with the kernel's page accounting. "
+        description="where did my memory go? every balloon driver, verified",
+        long_description="Find the balloons of every hypervisor's driver "
+        "(vmw_balloon, virtio_balloon, hv_balloon, the Xen balloon, the pseries "
+        "CMM), verify their pages one by one and compare them with the kernel's "
+        "page accounting (MemTotal against the memory the guest has). "
         "Outside the interactive session run it with "
         'drgn.commands.run_command(prog, "balloon --json"); it returns the '
         "report.",

@@ -76,14 +76,25 @@ _NAMES = {
     "pseries_cmm": "The pseries CMM balloon",
 }
 
-#: Who reclaimed the memory, per driver.
+#: Who reclaimed the memory, and when it comes back, per driver.
 _HOSTS = {
-    "virtio_balloon": "the host (QEMU/KVM) reclaimed this memory through the balloon",
-    "hv_balloon": "Hyper-V reclaimed this memory through the balloon (dynamic memory)",
-    "xen_balloon": "the domain's memory target was lowered (xenstore memory/target): "
-    "Xen reclaimed this memory through the balloon",
-    "pseries_cmm": "the PowerVM hypervisor reclaimed this memory through the "
-    "CMM (loaned pages)",
+    "virtio_balloon": (
+        "The host (QEMU/KVM) reclaimed this memory through the balloon",
+        "it comes back when the host lowers the balloon's target",
+    ),
+    "hv_balloon": (
+        "Hyper-V (dynamic memory) reclaimed this memory through the balloon",
+        "it comes back when Hyper-V asks the guest to deflate",
+    ),
+    "xen_balloon": (
+        "Xen reclaimed this memory through the balloon: the domain's memory "
+        "target (xenstore memory/target) was lowered",
+        "it comes back when the target is raised",
+    ),
+    "pseries_cmm": (
+        "The PowerVM hypervisor reclaimed this memory through the CMM (loaned pages)",
+        "it comes back when the hypervisor lowers loaned_pages_target",
+    ),
 }
 
 
@@ -243,11 +254,14 @@ def _other_verdict(report: Report, b: Balloon) -> str:
                 "explained by no counter."
             )
     if b.size_frames:
-        host = _HOSTS.get(b.driver, "the hypervisor reclaimed this memory")
-        text += f" {host[0].upper()}{host[1:]}"
+        host, back = _HOSTS.get(
+            b.driver,
+            ("The hypervisor reclaimed this memory", "it comes back when it lowers"),
+        )
+        text += f" {host}"
         if b.virtio is not None and b.virtio.deflate_on_oom:
             text += (
-                "; with DEFLATE_ON_OOM the driver gives pages back when the "
+                "; with DEFLATE_ON_OOM the driver also gives pages back when the "
                 "guest runs out of memory"
             )
         if b.target_frames is not None and b.size_frames > b.target_frames:
@@ -256,7 +270,7 @@ def _other_verdict(report: Report, b: Balloon) -> str:
                 f"{binary_bytes(b.target_frames * b.frame_size)}"
             )
         else:
-            text += ", and it comes back when the host lowers the balloon's target"
+            text += f"; {back}"
         text += "."
     if b.target_frames is None and b.virtio is not None:
         text += (

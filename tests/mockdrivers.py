@@ -144,6 +144,8 @@ class MockProgram:
         self.heap_top = 0
         self.types: Dict[str, Type] = {}
         self.objects: Dict[str, Tuple[Type, int]] = {}
+        #: Constants by name: (type, value).
+        self.enumerators: Dict[str, Tuple[Type, int]] = {}
         self._base_types()
 
     # ------------------------------------------------------------ helpers
@@ -309,6 +311,69 @@ class MockProgram:
         self.heap_top = address - HEAP + sizeof(typ)
         return address
 
+    # --------------------------------------------------------- accounting
+    def accounting(
+        self,
+        *,
+        present: int,
+        total: int,
+        free: int,
+        hypervisor: Optional[str] = None,
+    ) -> None:
+        """
+        What the report's accounting reads, for the entry points: one node
+        (``contig_page_data``) with one zone of *present* pages of which
+        *total* are managed (MemTotal, ``_totalram_pages``), ``NR_FREE_PAGES``
+        in ``vm_zone_stat`` (include/linux/mmzone.h, mm/vmstat.c), and
+        optionally ``x86_hyper_type`` (arch/x86/include/asm/hypervisor.h).
+        """
+        t = self.types
+        prog = self.prog
+        t["charp"] = prog.pointer_type(t["char"])
+        zone_t = self.struct(
+            "zone",
+            [
+                ("managed_pages", "atomic_long"),
+                ("present_pages", "ulong"),
+                ("name", "charp"),
+            ],
+        )
+        node_zones = prog.array_type(zone_t, 1)
+        t["node_zones"] = node_zones
+        pgdat_t = self.struct(
+            "pglist_data", [("node_zones", "node_zones"), ("node_id", "int")]
+        )
+        pgdat = self.add_global("contig_page_data", pgdat_t)
+        name = self.alloc(prog.array_type(t["char"], 8))
+        self.heap[name - HEAP : name - HEAP + 7] = b"Normal\0"
+        zone = pgdat + self.offset(pgdat_t, "node_zones")
+        self.write("q", zone + self.offset(zone_t, "managed_pages"), total)
+        self.write("Q", zone + self.offset(zone_t, "present_pages"), present)
+        self.write("Q", zone + self.offset(zone_t, "name"), name)
+        totalram = self.add_global("_totalram_pages", t["atomic_long"])
+        self.write("q", totalram, total)
+        t["enum zone_stat_item"] = prog.enum_type(
+            "zone_stat_item", t["uint"], (TypeEnumerator("NR_FREE_PAGES", 0),)
+        )
+        self.enumerators["NR_FREE_PAGES"] = (t["enum zone_stat_item"], 0)
+        stat = self.add_global("vm_zone_stat", prog.array_type(t["atomic_long"], 1))
+        self.write("q", stat, free)
+        if hypervisor is not None:
+            names = (
+                "X86_HYPER_NATIVE",
+                "X86_HYPER_VMWARE",
+                "X86_HYPER_MS_HYPERV",
+                "X86_HYPER_XEN_PV",
+                "X86_HYPER_XEN_HVM",
+                "X86_HYPER_KVM",
+            )
+            enum = prog.enum_type(
+                "x86_hypervisor_type",
+                t["uint"],
+                tuple(TypeEnumerator(n, i) for i, n in enumerate(names)),
+            )
+            self.enumerators["x86_hyper_type"] = (enum, names.index(hypervisor))
+
     # ------------------------------------------------------------ finish
     def finish(self) -> Program:
         prog = self.prog
@@ -319,6 +384,7 @@ class MockProgram:
             info = b"OSRELEASE=mock\n\0"
         objects = dict(self.objects)
         values = {"max_pfn": self.max_pfn, "PAGE_SIZE": self.page_size}
+        enumerators = dict(self.enumerators)
 
         def find_type(prog_, kinds, name, filename):  # type: ignore[no-untyped-def]
             for key in (name, "struct " + name, "enum " + name):
@@ -333,6 +399,9 @@ class MockProgram:
                 return Object(prog_, typ, address=address)
             if name in values:
                 return Object(prog_, types["ulong"], values[name])
+            if name in enumerators:
+                typ, value = enumerators[name]
+                return Object(prog_, typ, value)
             if name == "vmemmap":
                 return Object(prog_, prog_.pointer_type(types["struct page"]), VMEMMAP)
             if name == "VMCOREINFO":

@@ -85,7 +85,7 @@ def check_json(doc, name):
         for part in key.split("."):
             assert part in node, key
             node = node[part]
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["balloon"]["size_frames"] == current_frames(name)
     assert doc["kernel"]["release"] == samplelib.manifest(name)["kernel_release"]
     assert doc["balloon"]["verified"] is True
@@ -306,7 +306,7 @@ def test_json_errors_are_json():
     r = run(BALLOON_REPORT + ["/etc/hostname", "--json"])
     assert r.returncode == EXIT_BAD_DUMP
     doc = json.loads(r.stdout)
-    assert doc["error"]["exit_code"] == EXIT_BAD_DUMP and doc["schema_version"] == 1
+    assert doc["error"]["exit_code"] == EXIT_BAD_DUMP and doc["schema_version"] == 2
 
 
 def test_live_kernel_needs_root(monkeypatch, capsys):
