@@ -219,7 +219,20 @@ def _virtio(
     try:
         found = find_virtio_balloons(prog)
     except LookupError:
-        return [], absent("virtio_balloon"), None
+        loaded = [
+            name
+            for name in MODULES["virtio_balloon"]
+            if find_loaded_module(prog, name) is not None
+        ]
+        if not loaded:
+            return [], absent("virtio_balloon"), None
+        # virtio_bus is in virtio.ko (Debian 6.1): loaded, but its debug
+        # info is missing.
+        missing = error or MissingDebugInfo(
+            f"{', '.join(loaded)} loaded, but virtio_bus is not in the debug "
+            "info: pass virtio.ko and virtio_balloon.ko with debug info with -s"
+        )
+        return [], unreadable("virtio_balloon", missing.message), missing
     probe = probe_virtio(found)
     bound = [vb for vb in found if vb.driver == "virtio_balloon" and not vb.address]
     if bound and not _has_type(prog, "struct virtio_balloon"):
