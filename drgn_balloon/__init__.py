@@ -31,6 +31,10 @@ from drgn import Object, Program
 from .balloon import BalloonState
 from .balloon import balloon_state as _balloon_state
 from .balloon import find_balloon as _find_balloon
+from .drivers import DriverProbe, VirtioBalloon, ZoneTotals
+from .drivers import find_virtio_balloons as _find_virtio_balloons
+from .drivers import probe_balloon_drivers as _probe_balloon_drivers
+from .drivers import zone_totals as _zone_totals
 from .errors import BalloonError
 from .layout import ERAS, Era, detect_era
 from .memory import MemoryAccounting
@@ -60,6 +64,7 @@ __all__ = [
     "BalloonError",
     "BalloonState",
     "DebugInfo",
+    "DriverProbe",
     "Era",
     "KernelInfo",
     "MemoryAccounting",
@@ -67,6 +72,9 @@ __all__ = [
     "Report",
     "VMwareState",
     "Verification",
+    "VirtioBalloon",
+    "ZoneTotals",
+    "balloon_drivers",
     "balloon_report",
     "balloon_state",
     "check_program",
@@ -76,6 +84,8 @@ __all__ = [
     "render_json",
     "render_text",
     "verify_balloon",
+    "virtio_balloons",
+    "zone_totals",
 ]
 
 __version__ = "0.1.0"
@@ -153,3 +163,27 @@ def balloon_report(
         debug_files=debug_files,
         debuginfo=debuginfo,
     )
+
+
+@takes_program_or_default
+def balloon_drivers(prog: Program) -> Tuple[DriverProbe, ...]:
+    """
+    Which of virtio_balloon, hv_balloon, the Xen balloon and the pseries CMM
+    are there and initialised (vmw_balloon: :func:`balloon_state`).
+
+    >>> [(p.driver, p.present, p.initialised) for p in balloon_drivers()]
+    """
+    return _probe_balloon_drivers(prog)
+
+
+@takes_program_or_default
+def virtio_balloons(prog: Program) -> Tuple[VirtioBalloon, ...]:
+    """Every virtio balloon device with its driver's state (``num_pages``,
+    features by name, whether its pages leave MemTotal)."""
+    return _find_virtio_balloons(prog)
+
+
+@takes_program_or_default
+def zone_totals(prog: Program) -> ZoneTotals:
+    """The memory the guest has (present pages) beside MemTotal (managed)."""
+    return _zone_totals(prog)

@@ -49,7 +49,7 @@ from .drivers.probe import (
     unreadable,
 )
 from .errors import BalloonError, MissingDebugInfo
-from .report import LIVE_RETRIES, Balloon, ModuleVersion
+from .report import LIVE_RETRIES, Balloon, ModuleVersion, moved_finding
 from .system import find_loaded_module
 from .verify import Verification
 from .walk import Finding
@@ -152,15 +152,7 @@ def _stable(
         time.sleep(0.2)
         state = after
         verification = check(state)
-    moved = Finding(
-        "moved",
-        "",
-        -1,
-        0,
-        f"the balloon changed during {LIVE_RETRIES} walks "
-        "(it is inflating or deflating); figures are approximate",
-    )
-    return state, verification._replace(findings=(moved,)), True
+    return state, verification._replace(findings=(moved_finding(),)), True
 
 
 # ---------------------------------------------------------------- virtio

@@ -314,11 +314,12 @@ def _vmware(
             if attempt + 1 < attempts:
                 time.sleep(0.2)
         if live and moved and verification is not None:
-            verification = verification._replace(findings=(_moved_finding(),))
+            verification = verification._replace(findings=(moved_finding(),))
     return state, verification, moved
 
 
-def _moved_finding() -> Finding:
+def moved_finding() -> Finding:
+    """The finding of a balloon that moved under every walk (live kernel)."""
     return Finding(
         "moved",
         "",

@@ -227,3 +227,16 @@ def test_report_of_other_drivers_renders_without_a_program():
         check=True,
     )
     assert r.stdout.decode() == render_text(report) + render_json(report)
+
+
+def test_vmware_guest_without_vmw_balloon_is_told_what_it_has():
+    # A stock Debian kernel as a VMware guest with vmw_balloon not loaded: the
+    # Xen balloon is built in (never initialised), so the report is printed and
+    # says the host cannot balloon this guest.
+    m = XenMock(initialised=False)
+    m.accounting(present=4096, total=3900, free=3000, hypervisor="X86_HYPER_VMWARE")
+    code, doc, err = report_json(m.finish())
+    assert code == EXIT_OK and err == ""
+    assert doc["balloons"] == [] and doc["kernel"]["hypervisor"] == "VMware"
+    assert "no VMware balloon driver is loaded" in doc["verdict"]
+    assert "xen_balloon: " in doc["verdict"]
