@@ -65,16 +65,17 @@ def escape(value: Optional[str]) -> str:
     return escape_ascii_string(value.encode("utf-8"), escape_backslash=True)
 
 
-#: How the verdict names each driver's balloon.
+#: How the report names each driver's balloon.
 _NAMES = {
-    "vmw_balloon": "The VMware balloon",
-    "vmware_balloon": "The VMware balloon",
-    "vmmemctl": "The VMware balloon",
-    "virtio_balloon": "The virtio balloon",
-    "hv_balloon": "The Hyper-V balloon (hv_balloon)",
-    "xen_balloon": "The Xen balloon",
-    "pseries_cmm": "The pseries CMM balloon",
+    "vmw_balloon": "VMware balloon",
+    "vmware_balloon": "VMware balloon",
+    "vmmemctl": "VMware balloon",
+    "virtio_balloon": "virtio balloon",
+    "hv_balloon": "Hyper-V balloon (hv_balloon)",
+    "xen_balloon": "Xen balloon",
+    "pseries_cmm": "pseries CMM balloon",
 }
+
 
 #: Who reclaimed the memory, and when it comes back, per driver.
 _HOSTS = {
@@ -99,9 +100,9 @@ _HOSTS = {
 
 
 def balloon_name(b: Balloon) -> str:
-    """``"The virtio balloon (virtio0)"``, ``"The VMware balloon"``..."""
-    name = _NAMES.get(b.driver, f"The {b.driver} balloon")
-    return f"{name} ({b.device})" if b.device else name
+    """``"virtio balloon (virtio0)"``, ``"VMware balloon"``..."""
+    name = _NAMES.get(b.driver, f"{b.driver} balloon")
+    return f"{name} ({escape(b.device)})" if b.device else name
 
 
 def _how(b: Balloon) -> str:
@@ -189,7 +190,7 @@ def _memtotal_gap(report: Report) -> Optional[int]:
 
 def _other_verdict(report: Report, b: Balloon) -> str:
     m = report.memory
-    name = balloon_name(b)
+    name = "The " + balloon_name(b)
     how = _how(b)
     unit = binary_bytes(b.frame_size)
     if b.size_frames == 0:
@@ -633,7 +634,7 @@ def _verification_lines(b: Balloon) -> List[str]:
 
 def _balloon_section(b: Balloon) -> List[str]:
     out: List[str] = []
-    title = "Balloon" if b.is_vmware else balloon_name(b)[4:]
+    title = "Balloon" if b.is_vmware else balloon_name(b)
     out.append(title[0].upper() + title[1:])
     out.append("-" * len(title))
     unit = (
@@ -792,7 +793,7 @@ def render_text(report: Report) -> str:
     )
     mrows.append(["unexplained", f"{m.unaccounted:,}", _bytes(m.unaccounted * page)])
     for x in report.balloons:
-        label = "VMware balloon" if x.is_vmware else balloon_name(x)[4:]
+        label = "VMware balloon" if x.is_vmware else balloon_name(x)
         if x.adjusts_managed:
             label += " (not in MemTotal)"
         pages = x.size_bytes // page
@@ -828,13 +829,13 @@ def render_text(report: Report) -> str:
         elif x.adjusts_managed:
             out.append(
                 f"(The Balloon: line counts {x.counted_in_meminfo:,} pages of "
-                f"{balloon_name(x)[4:]}, which are not in MemTotal: they are "
+                f"{balloon_name(x)}, which are not in MemTotal: they are "
                 "not among the explained pages.)"
             )
         else:
             out.append(
                 f"(The Balloon: line counts {x.counted_in_meminfo:,} pages of "
-                f"{balloon_name(x)[4:]}: they are among the explained pages.)"
+                f"{balloon_name(x)}: they are among the explained pages.)"
             )
     if m.hugepages:
         out.append(
