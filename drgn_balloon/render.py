@@ -225,6 +225,12 @@ def _other_verdict(report: Report, b: Balloon) -> str:
                 )
         else:
             text += "."
+        if m.unaccounted:
+            text += (
+                f" The {binary_bytes(m.unaccounted * m.page_size)} in use that "
+                "no counter explains is not the balloon's (it is not in "
+                "MemTotal)."
+            )
     elif b.adjusts_managed is False:
         unaccounted = m.unaccounted * m.page_size
         hidden = b.size_frames - b.counted_in_meminfo
@@ -244,6 +250,11 @@ def _other_verdict(report: Report, b: Balloon) -> str:
                 f" {'The rest' if b.counted_in_meminfo else 'That'} is "
                 f"{share:.0%} of the {binary_bytes(unaccounted)} that no "
                 "counter explains."
+            )
+        elif unaccounted:
+            text += (
+                f" The {binary_bytes(unaccounted)} that no counter explains is "
+                "not the balloon's."
             )
     else:
         reason = b.adjusts_managed_reason

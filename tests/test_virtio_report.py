@@ -196,3 +196,66 @@ def test_module_debug_info_missing_is_one_line(given, needed):
     assert r.returncode == EXIT_NO_DEBUG_INFO, r.stderr
     (line,) = r.stderr.splitlines()
     assert line.startswith("balloon-report: error: ") and needed in line
+
+
+def _damaged(name):
+    """A virtio sample opened the default way (DWARF where the -dbg package is
+    there, else BTF), for damage laid over it as memory segments."""
+    from test_virtio_samples import _open
+
+    vmcore, manifest, symbols = sample(name)
+    return _open(name, "dwarf" if symbols else "btf")[0]
+
+
+def test_cyclic_virtio_list_through_the_drgn_script_entry():
+    import contextlib
+    import io
+
+    from drgn_balloon.cli import script_main
+    from drgn_balloon.drivers import find_virtio_balloons
+    from drgn_balloon.errors import EXIT_FINDINGS
+
+    prog = _damaged("virtio-7.x")
+    (vb,) = find_virtio_balloons(prog)
+    nodes, cur = [], prog.read_u64(vb.list_head)
+    for _ in range(101):
+        nodes.append(cur)
+        cur = prog.read_u64(cur)
+    data = nodes[50].to_bytes(8, "little")  # node 100 links back to node 50
+    prog.add_memory_segment(nodes[100], 8, lambda a, c, o, p: data[o : o + c])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = script_main(prog, ["--json", "--no-rss"])
+    assert code == EXIT_FINDINGS and err.getvalue() == ""
+    doc = json.loads(out.getvalue())
+    (b,) = doc["balloons"]
+    assert not b["verified"] and not b["lists"][0]["complete"]
+    assert b["findings"] and "NOT verified" in doc["verdict"]
+
+
+def test_virtio_never_initialised_is_told():
+    """vdev->priv NULL (virtio_balloon bound but its probe never finished):
+    no balloon, the driver listed as there but not initialised."""
+    import contextlib
+    import io
+
+    import drgn
+
+    from drgn_balloon.cli import script_main
+    from drgn_balloon.drivers import find_virtio_balloons
+
+    prog = _damaged("virtio-6.1")
+    (vb,) = find_virtio_balloons(prog)
+    vdev = drgn.Object(prog, "struct virtio_device", address=vb.vdev_address)
+    zero = bytes(8)
+    prog.add_memory_segment(vdev.priv.address_, 8, lambda a, c, o, p: zero[o : o + c])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = script_main(prog, ["--json", "--no-rss"])
+    assert code == EXIT_OK
+    doc = json.loads(out.getvalue())
+    assert doc["balloons"] == []
+    virtio = [d for d in doc["drivers"] if d["driver"] == "virtio_balloon"][0]
+    assert virtio["present"] and not virtio["initialised"]
+    assert "never initialised" in virtio["note"]
+    assert doc["verdict"].startswith("No balloon holds memory")
