@@ -149,9 +149,11 @@ def balloon_report(
     debuginfo: Optional[DebugInfo] = None,
 ) -> Report:
     """
-    The whole report; render it with :func:`render_text` or :func:`render_json`.
+    The whole report: every balloon of every driver (VMware, virtio, Hyper-V,
+    Xen, pseries CMM), the drivers probed, the guest's memory; render it with
+    :func:`render_text` or :func:`render_json`.
 
-    :param debug_files: ``-s`` files and directories (the balloon module's
+    :param debug_files: ``-s`` files and directories (the balloon modules'
         debug info is looked for there).
     :param debuginfo: what :func:`check_program` returned.
     """

@@ -240,3 +240,32 @@ def test_vmware_guest_without_vmw_balloon_is_told_what_it_has():
     assert doc["balloons"] == [] and doc["kernel"]["hypervisor"] == "VMware"
     assert "no VMware balloon driver is loaded" in doc["verdict"]
     assert "xen_balloon: " in doc["verdict"]
+
+
+def test_two_balloons_in_one_guest():
+    """hv_balloon (v6.1 layout) and the Xen balloon both holding pages: both
+    reported, each with its share of present - MemTotal."""
+    from mockdrivers import XEN_BALLOON_STATS
+
+    m = HvMock(era="6.1", max_pfn=PRESENT, ballooned=spread(100, 2000))
+    stats_t = m.struct("balloon_stats", XEN_BALLOON_STATS)
+    stats = m.add_global("balloon_stats", stats_t)
+    head = m.add_global("ballooned_pages", m.types["list"])
+    m.link(head, spread(50, PRESENT, first=2100))
+    for member, value in (
+        ("current_pages", PRESENT - 50),
+        ("target_pages", PRESENT - 50),
+        ("balloon_low", 50),
+        ("total_pages", PRESENT),
+    ):
+        m.write("Q", stats + m.offset(stats_t, member), value)
+    m.accounting(present=PRESENT, total=PRESENT - 150 - RESERVED, free=FREE)
+    code, doc, _ = report_json(m.finish())
+    assert code == EXIT_OK
+    assert [b["driver"] for b in doc["balloons"]] == ["hv_balloon", "xen_balloon"]
+    assert [b["size_frames"] for b in doc["balloons"]] == [100, 50]
+    assert all(b["verified"] for b in doc["balloons"])
+    assert doc["balloon"]["driver"] == "hv_balloon"
+    assert doc["memory"]["balloons_outside_memtotal_pages"] == 150
+    shares = [int(x) for x in re.findall(r"holds (\d+)% of that", doc["verdict"])]
+    assert shares == [round(100 * 100 / 350), round(100 * 50 / 350)]
