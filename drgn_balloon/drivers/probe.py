@@ -31,8 +31,11 @@ __all__ = [
 
 
 class DriverProbe(NamedTuple):
+    """Whether a balloon driver is there and initialised (plain values)."""
+
     #: ``"virtio_balloon"``, ``"hv_balloon"``, ``"xen_balloon"``,
-    #: ``"pseries_cmm"``.
+    #: ``"pseries_cmm"`` (and in the report ``"vmw_balloon"``,
+    #: ``"vmware_balloon"`` or ``"vmmemctl"``).
     driver: str
     #: The driver's state is in the kernel (built in or module loaded).
     present: bool
