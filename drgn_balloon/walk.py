@@ -467,6 +467,11 @@ _FLUSH = 1 << 16
 _CHUNK = 1 << 16
 #: Struct pages read at once in a block that is not wholly in the dump.
 _PIECE = 64
+#: Blocks the walk's arrays have room for at first (8 GiB of guest memory).
+_SLOTS = 64
+#: The local index of a next pointer that leaves the block (or is not a
+#: struct page): negative, and far from any stride.
+_AWAY = -(1 << 30)
 
 
 def _arrays(*lists: List[int]) -> Tuple[Any, ...]:
@@ -474,50 +479,50 @@ def _arrays(*lists: List[int]) -> Tuple[Any, ...]:
 
 
 class _Block:
-    # One block of the memory map, parsed once: for the chase, the local
-    # index of each page's lru.next in the block (-1: elsewhere or not a
-    # struct page), the last page of the run from each page on (the page
-    # itself if none), each page's raw lru.next and which run starts were
-    # passed; for the checks, the PFN each lru.prev points to (-2: none) and
-    # a code per page (1: not offline, 2: private 0, 4: private neither 0 nor
-    # the balloon), and for 2 MiB lists a running count of pages not offline.
-    __slots__ = (
-        "first",
-        "count",
-        "present",
-        "ln",
-        "re",
-        "nx",
-        "visited",
-        "gpl",
-        "code",
-        "bad_cs",
-    )
+    # A block of the memory map in the walk's arrays: it holds slot *slot*
+    # (entries slot * block_pages on), and the lru.next pointers of its
+    # pages that point into blocks not loaded yet (resolved later).
+    __slots__ = ("first", "count", "slot", "present", "pending", "epoch", "bad_cs")
 
-    def __init__(self, first: int, count: int) -> None:
+    def __init__(self, first: int, count: int, slot: int) -> None:
         self.first = first
         self.count = count
-        self.present: Optional[memoryview] = None
-        self.ln: memoryview
-        self.re: memoryview
-        self.nx: memoryview
-        self.visited = bytearray(count)
-        self.gpl: Any = None
-        self.code: Any = None
+        self.slot = slot
+        # Which struct pages are in the dump, or None: all of them.
+        self.present: Any = None
+        self.pending: Any = None  # (entries, target PFNs)
+        self.epoch = 0  # blocks loaded when pending was last resolved
         self.bad_cs: Optional[memoryview] = None
 
 
 class _VectorWalk:
     # The bulk walk with NumPy: chase, then check (see the module docstring).
+    # The blocks loaded are laid end to end in arrays, one entry per struct
+    # page ("entry" below; block_pages entries per block): for the chase,
+    # the entry of each page's lru.next (-1: the head, not a struct page, or
+    # a block not loaded yet), the last entry of the run from each page on
+    # (itself if none; made negative once the run is passed); for the checks,
+    # lru.prev and whether the page is not marked offline and has private 0
+    # or the balloon's.
 
     def __init__(self, w: _Walker, reader: "BulkPageReader") -> None:
         self.w = w
         self.reader = reader
-        self.g = w.g
+        self.g = g = w.g
         bp = reader.block_pages
+        self.bp = bp
         self.bshift = bp.bit_length() - 1
+        self.bmask = bp - 1
+        self.idx = np.arange(bp, dtype=np.int32)
+        size = g.page_size
+        self.pow2 = size & (size - 1) == 0
+        self.shift = size.bit_length() - 1
         self.blocks: Dict[int, _Block] = {}
-        g = self.g
+        self.by_slot: List[_Block] = []
+        self.partial: List[_Block] = []  # blocks not wholly in the dump
+        self.slot_of = np.full((g.max_pfn >> self.bshift) + 1, -1, dtype=np.int64)
+        self.cap = 0
+        self.arrays: Dict[str, Any] = {}
         offline = g.offline
         self.check_offline = offline is not None and reader.page_type_word is not None
         self.mask = self.want = 0
@@ -530,16 +535,26 @@ class _VectorWalk:
             else:
                 self.mask = (0xF0000000 | offline.value) << shift
                 self.want = 0xF0000000 << shift
+        # Entries of the chase fit in 32 bits below 2**31 struct pages.
+        entry = np.int32 if len(self.slot_of) * bp < 1 << 31 else np.int64
+        self.fields = {
+            "succ": entry,
+            "runend": entry,
+            "prev": np.uint64,
+            "notoff": bool,
+            "zero": bool,
+            "mine": bool,
+        }
 
     # ------------------------------------------------------------- blocks
 
-    def _pieces(self, first: int, count: int) -> Tuple[bytes, memoryview]:
+    def _pieces(self, first: int, count: int) -> Tuple[bytes, Any]:
         # A block that is not wholly in the dump, read in pieces and then page
         # by page where a piece faults; missing pages read as zeros.
         g = self.g
         size = g.page_size
         out = bytearray(count * size)
-        present = bytearray(b"\x01" * count)
+        present = np.ones(count, dtype=bool)
         prog = self.reader.prog
         for a in range(0, count, _PIECE):
             n = min(_PIECE, count - a)
@@ -555,93 +570,122 @@ class _VectorWalk:
                         g.vmemmap + (first + k) * size, size
                     )
                 except FaultError:
-                    present[k] = 0
-        return bytes(out), memoryview(present)
+                    present[k] = False
+        return bytes(out), present
+
+    def _grow(self) -> None:
+        # Room for the whole memory map up to _SLOTS blocks (untouched room
+        # costs no memory), then doubled.
+        cap = max(min(len(self.slot_of), _SLOTS), 2 * self.cap)
+        used = len(self.by_slot) * self.bp
+        for name, dtype in self.fields.items():
+            new = np.zeros(cap * self.bp, dtype=dtype)
+            old = self.arrays.get(name)
+            if old is not None:
+                new[:used] = old[:used]
+            self.arrays[name] = new
+        self.cap = cap
 
     def load(self, b: int) -> _Block:
         g, r, w = self.g, self.reader, self.w
+        bp = self.bp
         first = b << self.bshift
-        count = min(r.block_pages, g.max_pfn - first)
-        blk = _Block(first, count)
+        count = min(bp, g.max_pfn - first)
+        slot = len(self.by_slot)
+        if slot == self.cap:
+            self._grow()
+        blk = _Block(first, count, slot)
+        self.blocks[b] = blk
+        self.by_slot.append(blk)
+        self.slot_of[b] = slot
+        lo, hi = slot * bp, slot * bp + count
+        a = self.arrays
         words = r._load(b)
         r.blocks.pop(b, None)  # parsed here: do not keep the bytes
-        present_np = None
+        present = None
         if words is None:
             data, present = self._pieces(first, count)
             blk.present = present
-            present_np = np.frombuffer(present, dtype=np.uint8).astype(bool)
+            self.partial.append(blk)
             arr = np.frombuffer(data, dtype="<u8")
         else:
             arr = np.frombuffer(words, dtype="<u8")
         table = arr.reshape(count, r.stride)
         size = g.page_size
-        lru_w = r.lru
-        nxt = table[:, lru_w]
-        prv = table[:, lru_w + 1]
-        pow2 = size & (size - 1) == 0
         u = np.uint64
-        # lru.next -> local index of the page it points to, or -1.
+        nxt = table[:, r.lru]
+        # lru.next -> local index of the page it points to in this block, or
+        # _AWAY.
         d = nxt - u(g.vmemmap + g.lru + first * size)
-        inb = d < u(count * size)
-        if pow2:
-            inb &= (d & u(size - 1)) == 0
-            ln = (d >> u(size.bit_length() - 1)).astype(np.int64)
+        span = count * size
+        if self.pow2 and span & (span - 1) == 0:
+            # Below span and on a struct page boundary, in one test.
+            away = (d & u(~(span - 1) & 0xFFFFFFFFFFFFFFFF | (size - 1))) != 0
         else:
-            inb &= (d % u(size)) == 0
-            ln = (d // u(size)).astype(np.int64)
-        ln[~inb] = -1
-        if present_np is not None:
-            ln[~present_np[np.maximum(ln, 0)]] = -1
-        # Runs: page k "continues" when its next page goes on with the same
-        # stride; a run from k ends at the first page along its stride that
-        # does not continue.
-        idx = np.arange(count, dtype=np.int64)
-        valid = ln >= 0
-        lnc = np.maximum(ln, 0)
+            away = (d >= u(span)) | (d % u(size) != 0)
+        ln = (d >> u(self.shift) if self.pow2 else d // u(size)).astype(np.int32)
+        ln[away] = _AWAY
+        if present is not None:
+            gone = ~present[np.maximum(ln, 0)]
+            ln[gone] = _AWAY
+            away |= gone
+        succ = a["succ"][lo:hi]
+        np.add(ln, lo, out=succ)
+        # Pointers out of the block: to blocks loaded already, or pending.
+        out = np.flatnonzero(away)
+        if len(out):
+            dg = nxt[out] - u(g.vmemmap + g.lru)
+            ok = dg < u(g.max_pfn * size)
+            ok &= (dg % u(size)) == 0
+            out, tp = out[ok], (dg[ok] // u(size)).astype(np.int64)
+            succ[away] = -1
+            if len(out):
+                blk.pending = (out + lo, tp)
+                self._resolve(blk)
+        # Runs: page k continues a run of stride st if its next page is k+st
+        # and that page's next is k+2st; a run from k ends at the first page
+        # along st that does not continue it. Strides are taken in runs where
+        # enough pages of the block continue them.
+        idx = self.idx[:count]
         s = ln - idx
-        cont = valid & valid[lnc] & (s[lnc] == s) & (s != 0)
-        re = idx.copy()
-        if cont.any():
-            sc = s[cont]
-            sc = sc[np.abs(sc) <= MAX_STRIDE] + MAX_STRIDE
-            counts = np.bincount(sc, minlength=2 * MAX_STRIDE + 1)
-            strides = np.flatnonzero(counts >= MIN_STRIDE_PAGES)
-            if len(strides) > MAX_STRIDES:
-                strides = strides[np.argsort(counts[strides])[-MAX_STRIDES:]]
-            for st in (strides - MAX_STRIDE).tolist():
-                sel = cont & (s == st)
-                m = abs(st)
-                rows = -(-count // m)
-                ends = np.ones(rows * m, dtype=bool)
-                ends[:count] = ~sel
-                pos = np.arange(rows * m, dtype=np.int64)
-                if st > 0:
-                    grid = np.where(ends, pos, rows * m).reshape(rows, m)
-                    last = np.minimum.accumulate(grid[::-1], axis=0)[::-1]
-                else:
-                    grid = np.where(ends, pos, -1).reshape(rows, m)
-                    last = np.maximum.accumulate(grid, axis=0)
-                re[sel] = last.reshape(-1)[:count][sel]
-        blk.ln = ln.astype(np.int32).data
-        blk.re = re.astype(np.int32).data
-        blk.nx = np.ascontiguousarray(nxt).data
-        # lru.prev -> the PFN whose lru it points to, or -2.
-        dp = prv - u(g.vmemmap + g.lru)
-        okp = dp < u(g.max_pfn * size)
-        if pow2:
-            okp &= (dp & u(size - 1)) == 0
-            gpl = (dp >> u(size.bit_length() - 1)).astype(np.int64)
-        else:
-            okp &= (dp % u(size)) == 0
-            gpl = (dp // u(size)).astype(np.int64)
-        gpl[~okp] = -2
-        blk.gpl = gpl
-        code = np.zeros(count, dtype=np.uint8)
+        hist = np.bincount(
+            np.clip(s, -MAX_STRIDE - 1, MAX_STRIDE + 1) + (MAX_STRIDE + 1),
+            minlength=2 * MAX_STRIDE + 3,
+        )[1:-1]
+        hist[MAX_STRIDE] = 0
+        strides = np.flatnonzero(hist >= MIN_STRIDE_PAGES)
+        if len(strides) > MAX_STRIDES:
+            strides = strides[np.argsort(hist[strides])[-MAX_STRIDES:]]
+        re = idx
+        for st in (strides - MAX_STRIDE).tolist():
+            m = abs(st)
+            step = s == st
+            cont = np.zeros(count, dtype=bool)
+            if st > 0:
+                np.logical_and(step[: count - m], step[m:], out=cont[: count - m])
+            else:
+                np.logical_and(step[m:], step[: count - m], out=cont[m:])
+            rows = -(-count // m)
+            if rows * m == count:
+                pos = np.where(cont, -1 if st < 0 else count, idx)
+            else:
+                pos = np.full(rows * m, -1 if st < 0 else rows * m, dtype=np.int32)
+                pos[:count] = np.where(cont, pos[0], idx)
+            grid = pos.reshape(rows, m)
+            if st > 0:
+                last = np.minimum.accumulate(grid[::-1], axis=0)[::-1]
+            else:
+                last = np.maximum.accumulate(grid, axis=0)
+            last = last.reshape(-1)[:count]
+            re = last if re is idx else np.where(cont, last, re)
+        np.add(re, lo, out=a["runend"][lo:hi])
+        # What the checks need.
+        a["prev"][lo:hi] = table[:, r.lru + 1]
         if self.check_offline:
             assert r.page_type_word is not None
             notoff = (table[:, r.page_type_word] & u(self.mask)) != u(self.want)
             if w.frames_per_page == 1:
-                code |= notoff.astype(np.uint8)
+                a["notoff"][lo:hi] = notoff
             else:
                 cs = np.zeros(count + 1, dtype=np.int64)
                 np.cumsum(notoff, out=cs[1:])
@@ -649,73 +693,98 @@ class _VectorWalk:
         expect = w.expect_private
         if expect is not None:
             priv = table[:, r.private]
-            zero = priv == 0
-            code |= zero.astype(np.uint8) << 1
-            code |= ((priv != u(expect)) & ~zero).astype(np.uint8) << 2
-        blk.code = code
-        self.blocks[b] = blk
+            np.equal(priv, 0, out=a["zero"][lo:hi])
+            np.equal(priv, u(expect), out=a["mine"][lo:hi])
         return blk
+
+    def _resolve(self, blk: _Block) -> None:
+        # Point the pending lru.next entries of *blk* at the blocks loaded
+        # since.
+        entries, targets = blk.pending
+        slots = self.slot_of[targets >> self.bshift]
+        ok = slots >= 0
+        if ok.any():
+            for part in self.partial:
+                # Pages not in the dump stay pending: the chase stops there.
+                sel = ok & (slots == part.slot)
+                if sel.any():
+                    ok[sel] = part.present[targets[sel] - part.first]
+            where = slots[ok] * self.bp + (targets[ok] & self.bmask)
+            self.arrays["succ"][entries[ok]] = where
+            keep = ~ok
+            blk.pending = (entries[keep], targets[keep]) if keep.any() else None
+        blk.epoch = len(self.by_slot)
 
     # -------------------------------------------------------------- chase
 
     def chase(self, cur: int) -> Tuple[Any, Any, Any, str, int]:
         """
-        Follow lru.next from the head; return the runs passed (first PFN,
-        last PFN, stride) and how the chase ended: ``"head"``,
+        Follow lru.next from the head; return the runs passed (first entry,
+        last entry, stride) and how the chase ended: ``"head"``,
         ``"bad_pointer"``, ``"not_in_dump"`` or ``"cycle"``, with the pointer
         it ended on.
         """
         g, w = self.g, self.w
         head = w.head
-        lru = g.lru
-        bshift = self.bshift
+        lru, size, vmemmap = g.lru, g.page_size, g.vmemmap
+        end = g.end
+        bshift, bmask, bp = self.bshift, self.bmask, self.bp
         blocks = self.blocks
-        load = self.load
-        to_pfn = g.page_to_pfn
         starts: List[int] = []
         ends: List[int] = []
         steps: List[int] = []
         sa, ea, ta = starts.append, ends.append, steps.append
         done: List[Any] = []
+        src: Optional[_Block] = None
+        read_u64 = self.reader.prog.read_u64
         while True:
             if cur == head:
                 how = "head"
                 break
-            pfn = to_pfn(cur - lru)
-            if pfn is None:
+            page = cur - lru
+            if page < vmemmap or page >= end or (page - vmemmap) % size:
                 how = "bad_pointer"
                 break
+            pfn = (page - vmemmap) // size
             blk = blocks.get(pfn >> bshift)
             if blk is None:
-                blk = load(pfn >> bshift)
-            first = blk.first
-            k = pfn - first
-            if blk.present is not None and not blk.present[k]:
+                blk = self.load(pfn >> bshift)
+            elif src is not None and src.pending is not None:
+                if src.epoch < len(self.by_slot):
+                    # lru.next pointers of the block just left may point into
+                    # blocks loaded since it was parsed.
+                    self._resolve(src)
+            if blk.present is not None and not blk.present[pfn - blk.first]:
                 how = "not_in_dump"
                 break
-            ln, re, visited = blk.ln, blk.re, blk.visited
+            c = blk.slot * bp + (pfn & bmask)
+            succ, runend = self.arrays["succ"].data, self.arrays["runend"].data
             again = False
-            # The tight loop: one pass per run (a run is often one page).
-            # Only run starts are marked: a page passed twice inside a run is
-            # found by the checks, and the chase stops one run later.
+            # The tight loop: one pass per run (a run is often one page). A
+            # run start passed is marked by making its run end negative; a
+            # page passed twice inside a run is found by the checks, and the
+            # chase stops one run later.
             while True:
-                if visited[k]:
+                e = runend[c]
+                if e < 0:
                     again = True
                     break
-                visited[k] = 1
-                e = re[k]
-                sa(first + k)
-                ea(first + e)
-                ta(ln[k] - k)
-                n = ln[e]
+                runend[c] = -1 - e
+                sa(c)
+                ea(e)
+                ta(succ[c] - c)
+                n = succ[e]
                 if n < 0:
                     break
-                k = n
+                c = n
             if again:
                 how = "cycle"
-                cur = g.vmemmap + (first + k) * g.page_size + lru
+                blk = self.by_slot[c >> bshift]
+                cur = vmemmap + (blk.first + (c & bmask)) * size + lru
                 break
-            cur = blk.nx[e]
+            src = self.by_slot[e >> bshift]
+            # Leaving the blocks loaded (or the list): the raw lru.next.
+            cur = read_u64(vmemmap + (src.first + (e & bmask)) * size + lru)
             if len(starts) >= _FLUSH:
                 done.append(_arrays(starts, ends, steps))
                 starts.clear()
@@ -757,43 +826,37 @@ class _VectorWalk:
         expect = w.expect_private
         tick = time.monotonic()
         starts, ends, steps, how, cur = self.chase(head_next)
-        # The list order, run by run.
+        # The list order (entries), run by run.
         single = starts == ends
         steps = np.where(single, 0, steps)
         lengths = np.ones(len(starts), dtype=np.int64)
         multi = ~single
         lengths[multi] = (ends[multi] - starts[multi]) // steps[multi] + 1
         n = int(lengths.sum())
-        offsets = np.cumsum(lengths) - lengths
-        pfns = np.repeat(starts - offsets * steps, lengths)
-        pfns += np.arange(n, dtype=np.int64) * np.repeat(steps, lengths)
-        del starts, ends, steps, single, multi, lengths, offsets
-        # Each node's place in the blocks' arrays laid end to end.
-        order = sorted(self.blocks)
-        slot = np.zeros((g.max_pfn >> self.bshift) + 1, dtype=np.int64)
-        total = 0
-        for b in order:
-            blk = self.blocks[b]
-            slot[b] = total - blk.first
-            total += blk.count
-            # The chase is over: keep what the checks need.
-            del blk.ln, blk.re, blk.nx
-        ci = slot[pfns >> self.bshift] + pfns
+        if len(starts) == n:
+            ci = starts
+        else:
+            offsets = np.cumsum(lengths) - lengths
+            ci = np.repeat(starts - offsets * steps, lengths)
+            ci += np.arange(n, dtype=np.int64) * np.repeat(steps, lengths)
+        del starts, ends, steps, single, multi, lengths
+        a = self.arrays
+        for name in ("succ", "runend"):
+            a.pop(name, None)  # the chase is over
         # A page passed twice: the walk stops there.
-        mark = np.zeros(total, dtype=bool)
+        mark = np.zeros(len(self.by_slot) * self.bp, dtype=bool)
         mark[ci] = True
         if int(np.count_nonzero(mark)) != n:
             o = np.argsort(ci, kind="stable")
             twice = np.flatnonzero(ci[o][1:] == ci[o][:-1])
             n = int(o[twice + 1].min())
             how = "cycle"
-            cur = g.vmemmap + int(pfns[n]) * size + lru
-            pfns, ci = pfns[:n], ci[:n]
+            blk = self.by_slot[int(ci[n]) >> self.bshift]
+            cur = g.vmemmap + (blk.first + (int(ci[n]) & self.bmask)) * size + lru
+            ci = ci[:n]
         del mark
-        gpl = np.concatenate([self.blocks[b].gpl for b in order] + [pfns[:0]])
-        code = np.concatenate(
-            [self.blocks[b].code for b in order] + [np.zeros(0, dtype=np.uint8)]
-        )
+        firsts = np.array([b.first for b in self.by_slot] + [0], dtype=np.int64)
+        pfns = firsts[ci >> self.bshift] + (ci & self.bmask)
 
         def lru_of(i: int) -> int:
             return w.head if i < 0 else g.vmemmap + int(pfns[i]) * size + lru
@@ -812,18 +875,16 @@ class _VectorWalk:
                     got.extend((hits[: MAX_DETAILED - len(got)] + c0).tolist())
             return len(hits)
 
+        base = np.uint64(g.vmemmap + lru)
         not_offline = matches = zeros = 0
         for c0 in range(0, n, _CHUNK):
             c1 = min(n, c0 + _CHUNK)
             p, c = pfns[c0:c1], ci[c0:c1]
-            prev_bad = np.empty(c1 - c0, dtype=bool)
-            prev_pfn = gpl[c]
-            prev_bad[1:] = prev_pfn[1:] != p[:-1]
-            if c0:
-                prev_bad[0] = prev_pfn[0] != pfns[c0 - 1]
-            else:
-                prev_bad[0] = prog.read_u64(lru_of(0) + 8) != w.head
-            note("prev_mismatch", prev_bad, c0)
+            # lru.prev must be the lru of the node before (the head first).
+            want = np.empty(c1 - c0, dtype=np.uint64)
+            want[0] = lru_of(c0 - 1)
+            want[1:] = p[:-1].astype(np.uint64) * np.uint64(size) + base
+            note("prev_mismatch", a["prev"][c] != want, c0)
             if fpp > 1:
                 note("misaligned", p % fpp != 0, c0)
                 if self.check_offline:
@@ -839,14 +900,14 @@ class _VectorWalk:
                             not_offline += bad
                     note("subpages", faults, c0)
                     note("not_offline", bads, c0)
-            codes = code[c]
-            if fpp == 1 and self.check_offline:
-                not_offline += note("not_offline", codes & 1, c0)
+            elif self.check_offline:
+                not_offline += note("not_offline", a["notoff"][c], c0)
             if expect is not None:
-                z = int(np.count_nonzero(codes & 2))
-                other = note("bad_private", codes & 4, c0)
-                zeros += z
-                matches += c1 - c0 - z - other
+                mine, zero = a["mine"][c], a["zero"][c]
+                m = int(np.count_nonzero(mine))
+                other = note("bad_private", ~(mine | zero), c0)
+                matches += m
+                zeros += c1 - c0 - m - other
             if progress is not None and not c1 & 0xFFFF:
                 now = time.monotonic()
                 if now - tick > 0.5:
