@@ -189,6 +189,8 @@ class BulkPageReader:
             self.page_type_word = None
             self.page_type_shift = 0
         self.blocks: "OrderedDict[int, Optional[memoryview]]" = OrderedDict()
+        #: The vector walk's parse of the memory map (with NumPy).
+        self.vector: Optional["_VectorWalk"] = None
 
     def _load(self, block: int) -> Optional[memoryview]:
         g = self.geometry
@@ -482,7 +484,7 @@ class _Block:
     # A block of the memory map in the walk's arrays: it holds slot *slot*
     # (entries slot * block_pages on), and the lru.next pointers of its
     # pages that point into blocks not loaded yet (resolved later).
-    __slots__ = ("first", "count", "slot", "present", "pending", "epoch", "bad_cs")
+    __slots__ = ("first", "count", "slot", "present", "pending", "epoch")
 
     def __init__(self, first: int, count: int, slot: int) -> None:
         self.first = first
@@ -492,7 +494,6 @@ class _Block:
         self.present: Any = None
         self.pending: Any = None  # (entries, target PFNs)
         self.epoch = 0  # blocks loaded when pending was last resolved
-        self.bad_cs: Optional[memoryview] = None
 
 
 class _VectorWalk:
@@ -503,12 +504,13 @@ class _VectorWalk:
     # a block not loaded yet), the last entry of the run from each page on
     # (itself if none; made negative once the run is passed); for the checks,
     # lru.prev and whether the page is not marked offline and has private 0
-    # or the balloon's.
+    # or *expect*. The reader keeps it for the next list of the balloon, so
+    # that each block is read and parsed once.
 
-    def __init__(self, w: _Walker, reader: "BulkPageReader") -> None:
-        self.w = w
+    def __init__(self, reader: "BulkPageReader", expect: Optional[int]) -> None:
         self.reader = reader
-        self.g = g = w.g
+        self.expect = expect
+        self.g = g = reader.geometry
         bp = reader.block_pages
         self.bp = bp
         self.bshift = bp.bit_length() - 1
@@ -523,6 +525,8 @@ class _VectorWalk:
         self.slot_of = np.full((g.max_pfn >> self.bshift) + 1, -1, dtype=np.int64)
         self.cap = 0
         self.arrays: Dict[str, Any] = {}
+        # Running count of the pages not marked offline (for 2 MiB pages).
+        self.cs: Any = None
         offline = g.offline
         self.check_offline = offline is not None and reader.page_type_word is not None
         self.mask = self.want = 0
@@ -587,13 +591,14 @@ class _VectorWalk:
         self.cap = cap
 
     def load(self, b: int) -> _Block:
-        g, r, w = self.g, self.reader, self.w
+        g, r = self.g, self.reader
         bp = self.bp
         first = b << self.bshift
         count = min(bp, g.max_pfn - first)
         slot = len(self.by_slot)
         if slot == self.cap:
             self._grow()
+        self.cs = None
         blk = _Block(first, count, slot)
         self.blocks[b] = blk
         self.by_slot.append(blk)
@@ -683,14 +688,12 @@ class _VectorWalk:
         a["prev"][lo:hi] = table[:, r.lru + 1]
         if self.check_offline:
             assert r.page_type_word is not None
-            notoff = (table[:, r.page_type_word] & u(self.mask)) != u(self.want)
-            if w.frames_per_page == 1:
-                a["notoff"][lo:hi] = notoff
-            else:
-                cs = np.zeros(count + 1, dtype=np.int64)
-                np.cumsum(notoff, out=cs[1:])
-                blk.bad_cs = cs.data
-        expect = w.expect_private
+            np.not_equal(
+                table[:, r.page_type_word] & u(self.mask),
+                u(self.want),
+                out=a["notoff"][lo:hi],
+            )
+        expect = self.expect
         if expect is not None:
             priv = table[:, r.private]
             np.equal(priv, 0, out=a["zero"][lo:hi])
@@ -717,14 +720,14 @@ class _VectorWalk:
 
     # -------------------------------------------------------------- chase
 
-    def chase(self, cur: int) -> Tuple[Any, Any, Any, str, int]:
+    def chase(self, w: _Walker, cur: int) -> Tuple[Any, Any, Any, str, int]:
         """
         Follow lru.next from the head; return the runs passed (first entry,
         last entry, stride) and how the chase ended: ``"head"``,
         ``"bad_pointer"``, ``"not_in_dump"`` or ``"cycle"``, with the pointer
         it ended on.
         """
-        g, w = self.g, self.w
+        g = self.g
         head = w.head
         lru, size, vmemmap = g.lru, g.page_size, g.vmemmap
         end = g.end
@@ -799,33 +802,59 @@ class _VectorWalk:
 
     # -------------------------------------------------------------- check
 
-    def _subpages(self, pfn: int, fpp: int) -> Tuple[int, bool]:
-        # Frames of the 2 MiB page at *pfn* not marked offline, and whether
-        # some of its struct pages are not in the dump.
-        blk = self.blocks.get(pfn >> self.bshift)
-        if blk is not None and blk.present is None and blk.bad_cs is not None:
-            k = pfn - blk.first
-            if k + fpp <= blk.count:
-                return blk.bad_cs[k + fpp] - blk.bad_cs[k], False
-        # Across blocks or holes (a damaged list): read the struct pages.
-        g, r = self.g, self.reader
-        try:
-            data = r.prog.read(g.vmemmap + pfn * g.page_size, fpp * g.page_size)
-        except FaultError:
-            return 0, True
+    def _subpages(self, p: Any, c: Any, fpp: int) -> Tuple[Any, Any]:
+        # For the 2 MiB pages at PFNs *p* (entries *c*): how many of their
+        # frames are not marked offline, and whether some of their struct
+        # pages are not in the dump (then 0 frames are counted, as the judge).
+        bad = np.zeros(len(p), dtype=np.int64)
+        fault = np.zeros(len(p), dtype=bool)
+        if self.cs is None:
+            used = len(self.by_slot) * self.bp
+            self.cs = np.zeros(used + 1, dtype=np.int64)
+            np.cumsum(self.arrays["notoff"][:used], out=self.cs[1:])
+        k = c & self.bmask
+        ok = (k + fpp <= self.bp) & (p + fpp <= self.g.max_pfn)
+        ok &= c + fpp < len(self.cs)
+        for part in self.partial:
+            ok &= (c >> self.bshift) != part.slot
+        inside = np.flatnonzero(ok)
+        if len(inside):
+            # Within a block read whole (the same block up to c + fpp).
+            slot_ok = (c[inside] + fpp - 1) >> self.bshift == c[inside] >> self.bshift
+            inside = inside[slot_ok]
+            bad[inside] = self.cs[c[inside] + fpp] - self.cs[c[inside]]
+            ok[:] = False
+            ok[inside] = True
+        r, g = self.reader, self.g
         assert r.page_type_word is not None
-        types = np.frombuffer(data, dtype="<u8")[r.page_type_word :: r.stride]
-        bad = (types & np.uint64(self.mask)) != np.uint64(self.want)
-        return int(np.count_nonzero(bad)), False
+        mask, want = np.uint64(self.mask), np.uint64(self.want)
+        for i in np.flatnonzero(~ok).tolist():
+            # Across blocks or holes: read the struct pages themselves.
+            first = int(p[i])
+            try:
+                data = r.prog.read(g.vmemmap + first * g.page_size, fpp * g.page_size)
+                words = np.frombuffer(data, dtype="<u8")[r.page_type_word :: r.stride]
+            except FaultError:
+                fault[i] = True
+                continue
+            bad[i] = int(np.count_nonzero((words & mask) != want))
+        return bad, fault
 
-    def run(self, head_next: int, progress: Optional[Callable[[int], None]]) -> bool:
+    def run(
+        self, w: _Walker, head_next: int, progress: Optional[Callable[[int], None]]
+    ) -> bool:
         """Walk and check; return whether the list came back to its head."""
-        g, w, prog = self.g, self.w, self.reader.prog
+        g, prog = self.g, self.reader.prog
         size, lru = g.page_size, g.lru
         fpp = w.frames_per_page
         expect = w.expect_private
         tick = time.monotonic()
-        starts, ends, steps, how, cur = self.chase(head_next)
+        starts, ends, steps, how, cur = self.chase(w, head_next)
+        a = self.arrays
+        if len(starts):
+            # Unmark the run starts for the next list.
+            runend = a["runend"]
+            runend[starts] = -1 - runend[starts]
         # The list order (entries), run by run.
         single = starts == ends
         steps = np.where(single, 0, steps)
@@ -840,9 +869,6 @@ class _VectorWalk:
             ci = np.repeat(starts - offsets * steps, lengths)
             ci += np.arange(n, dtype=np.int64) * np.repeat(steps, lengths)
         del starts, ends, steps, single, multi, lengths
-        a = self.arrays
-        for name in ("succ", "runend"):
-            a.pop(name, None)  # the chase is over
         # A page passed twice: the walk stops there.
         mark = np.zeros(len(self.by_slot) * self.bp, dtype=bool)
         mark[ci] = True
@@ -864,7 +890,6 @@ class _VectorWalk:
         # The first MAX_DETAILED of each kind and how many in all.
         found: Dict[str, List[int]] = {}
         counted: Dict[str, int] = {}
-        bad_counts: Dict[int, int] = {}  # 2 MiB pages: index -> frames
 
         def note(kind: str, mask: Any, c0: int) -> int:
             hits = np.flatnonzero(mask)
@@ -876,6 +901,7 @@ class _VectorWalk:
             return len(hits)
 
         base = np.uint64(g.vmemmap + lru)
+        bad_counts: Dict[int, int] = {}  # 2 MiB pages: index -> frames
         not_offline = matches = zeros = 0
         for c0 in range(0, n, _CHUNK):
             c1 = min(n, c0 + _CHUNK)
@@ -888,18 +914,12 @@ class _VectorWalk:
             if fpp > 1:
                 note("misaligned", p % fpp != 0, c0)
                 if self.check_offline:
-                    faults = np.zeros(c1 - c0, dtype=bool)
-                    bads = np.zeros(c1 - c0, dtype=bool)
-                    for i, pfn in enumerate(p.tolist()):
-                        bad, fault = self._subpages(pfn, fpp)
-                        if fault:
-                            faults[i] = True
-                        elif bad:
-                            bads[i] = True
-                            bad_counts[c0 + i] = bad
-                            not_offline += bad
-                    note("subpages", faults, c0)
-                    note("not_offline", bads, c0)
+                    bad, fault = self._subpages(p, c, fpp)
+                    note("subpages", fault, c0)
+                    not_offline += int(bad.sum())
+                    for i in np.flatnonzero(bad)[:MAX_DETAILED].tolist():
+                        bad_counts[c0 + i] = int(bad[i])
+                    note("not_offline", bad, c0)
             elif self.check_offline:
                 not_offline += note("not_offline", a["notoff"][c], c0)
             if expect is not None:
@@ -958,9 +978,9 @@ class _VectorWalk:
             rec.add("bad_pointer", n, cur, _msg_bad_pointer(n, cur, prev_node))
         else:
             page = cur - lru
-            pfn = g.page_to_pfn(page)
-            assert pfn is not None
-            message = (_msg_cycle if how == "cycle" else _msg_not_in_dump)(n, page, pfn)
+            at = g.page_to_pfn(page)
+            assert at is not None
+            message = (_msg_cycle if how == "cycle" else _msg_not_in_dump)(n, page, at)
             rec.add(how, n, cur if how == "cycle" else page, message)
         return False
 
@@ -1023,7 +1043,14 @@ def walk_list(
         w.rec.add("uninitialised", -1, head, f"list head {head:#x} is NULL")
         return w.result()._replace(offline_checked=False)
     if isinstance(reader, BulkPageReader) and np is not None:
-        if _VectorWalk(w, reader).run(head_next, progress):
+        # One parse of the memory map for all the lists of a balloon: the
+        # reader keeps it (private is only checked on 4 KiB lists).
+        vector = reader.vector
+        if vector is None or (
+            expect_private is not None and vector.expect != expect_private
+        ):
+            vector = reader.vector = _VectorWalk(reader, expect_private)
+        if vector.run(w, head_next, progress):
             w.finish(head, head_prev)
         return w.result()
     end = _slow_loop(w, head_next, progress)

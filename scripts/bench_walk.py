@@ -24,10 +24,10 @@ Each figure comes from a process of its own, so that peak RSS figures are
 honest (every process first opens the dump and loads the same debug info):
 
 ours         verify_balloon(fast=True): bulk reads of the memory map, all checks
-baseline     what a drgn user would write for the same checks:
-             list_for_each_entry over the same lists, reading each page's
-             page_type (and, for 2 MiB pages, every subpage's) and private as
-             drgn Objects
+baseline     what a drgn user would write for the same checks: drgn's
+             validate_list_for_each_entry over the same lists (links both
+             ways, cycles), reading each page's page_type (and, for 2 MiB
+             pages, every subpage's) and private as drgn Objects
 count_only   the bare list_for_each_entry count, for reference
 limit        just reading the struct page bytes of the memory-map blocks the
              walk reads (the same bulk reads, no parsing)
@@ -100,16 +100,23 @@ def _rss_mb() -> float:
 
 
 def _baseline(prog: Any, state: Any, count_only: bool) -> int:
-    # What a drgn user writes: no cycle guard, one Object per page.
-    from drgn.helpers.linux.list import list_for_each_entry
+    # What a drgn user writes for the same checks: drgn's own
+    # validate_list_for_each_entry (links back, cycles: Brent's algorithm),
+    # reading each page's page_type (every subpage's for a 2 MiB page) and
+    # private as Objects. count_only: the bare list_for_each_entry.
+    from drgn.helpers.linux.list import (
+        list_for_each_entry,
+        validate_list_for_each_entry,
+    )
 
     from drgn_balloon.layout import balloon_lists
 
     pages = 0
     t = prog.type("struct page")
     pt = "page_type" if t.has_member("page_type") else None
+    walk = list_for_each_entry if count_only else validate_list_for_each_entry
     for entry in balloon_lists(state.balloon, state.era):
-        for page in list_for_each_entry("struct page", entry.head.address_of_(), "lru"):
+        for page in walk("struct page", entry.head.address_of_(), "lru"):
             pages += 1
             if count_only:
                 continue
@@ -182,19 +189,18 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
         real_load = walk_mod.BulkPageReader._load
 
         def spy(self: Any, block: int) -> Any:
-            blocks.add(block)
+            blocks.add((self.block_pages, block))
             return real_load(self, block)
 
         walk_mod.BulkPageReader._load = spy  # type: ignore[method-assign]
         verify_balloon(prog, state, geometry=geometry)
         walk_mod.BulkPageReader._load = real_load  # type: ignore[method-assign]
-        reader = walk_mod.BulkPageReader(prog, geometry)
         g = geometry
         start, cpu = time.perf_counter(), time.process_time()
         total = 0
-        for block in sorted(blocks):
-            first = block * reader.block_pages
-            count = min(reader.block_pages, g.max_pfn - first)
+        for block_pages, block in sorted(blocks):
+            first = block * block_pages
+            count = min(block_pages, g.max_pfn - first)
             try:
                 total += len(
                     prog.read(g.vmemmap + first * g.page_size, count * g.page_size)
@@ -273,7 +279,7 @@ def table(name: str, f: Dict[str, Any]) -> str:
 
     rows = [
         ["ours (chase, then checks)", "ours"],
-        ["baseline (list_for_each_entry + Objects)", "baseline"],
+        ["baseline (validate_list_for_each_entry + Objects)", "baseline"],
         ["count only (list_for_each_entry)", "count_only"],
         [f"limit (read {f['limit_bytes'] / 2**20:.0f} MiB of struct page)", "limit"],
         ["summary path (no walk)", "summary"],
