@@ -590,7 +590,10 @@ class _VectorWalk:
             self.arrays[name] = new
         self.cap = cap
 
-    def load(self, b: int) -> _Block:
+    def load(self, b: int, light: bool = False) -> _Block:
+        # *light*: for a list of 2 MiB pages (a node every 512 pages): no
+        # runs, and lru.next pointers out of the block are followed one by
+        # one when the chase meets them.
         g, r = self.g, self.reader
         bp = self.bp
         first = b << self.bshift
@@ -637,7 +640,7 @@ class _VectorWalk:
         succ = a["succ"][lo:hi]
         np.add(ln, lo, out=succ)
         # Pointers out of the block: to blocks loaded already, or pending.
-        out = np.flatnonzero(away)
+        out = np.flatnonzero(away) if not light else ()
         if len(out):
             dg = nxt[out] - u(g.vmemmap + g.lru)
             ok = dg < u(g.max_pfn * size)
@@ -650,15 +653,17 @@ class _VectorWalk:
         # Runs: page k continues a run of stride st if its next page is k+st
         # and that page's next is k+2st; a run from k ends at the first page
         # along st that does not continue it. Strides are taken in runs where
-        # enough pages of the block continue them.
+        # enough pages of the block continue them (counted on every 4th).
         idx = self.idx[:count]
         s = ln - idx
         hist = np.bincount(
-            np.clip(s, -MAX_STRIDE - 1, MAX_STRIDE + 1) + (MAX_STRIDE + 1),
+            np.clip(s[::4], -MAX_STRIDE - 1, MAX_STRIDE + 1) + (MAX_STRIDE + 1),
             minlength=2 * MAX_STRIDE + 3,
         )[1:-1]
         hist[MAX_STRIDE] = 0
-        strides = np.flatnonzero(hist >= MIN_STRIDE_PAGES)
+        strides = np.flatnonzero(hist >= MIN_STRIDE_PAGES // 4)
+        if light:
+            strides = strides[:0]
         if len(strides) > MAX_STRIDES:
             strides = strides[np.argsort(hist[strides])[-MAX_STRIDES:]]
         re = idx
@@ -751,7 +756,7 @@ class _VectorWalk:
             pfn = (page - vmemmap) // size
             blk = blocks.get(pfn >> bshift)
             if blk is None:
-                blk = self.load(pfn >> bshift)
+                blk = self.load(pfn >> bshift, w.frames_per_page > 1)
             elif src is not None and src.pending is not None:
                 if src.epoch < len(self.by_slot):
                     # lru.next pointers of the block just left may point into
@@ -810,7 +815,7 @@ class _VectorWalk:
         fault = np.zeros(len(p), dtype=bool)
         if self.cs is None:
             used = len(self.by_slot) * self.bp
-            self.cs = np.zeros(used + 1, dtype=np.int64)
+            self.cs = np.zeros(used + 1, dtype=np.int32)
             np.cumsum(self.arrays["notoff"][:used], out=self.cs[1:])
         k = c & self.bmask
         ok = (k + fpp <= self.bp) & (p + fpp <= self.g.max_pfn)

@@ -313,3 +313,14 @@ def test_fast_and_object_walks_agree_on_real_dump(name):
 
     prog, report = report_or_skip(name)
     assert verify_balloon(prog, report.state, fast=False) == report.verification
+
+
+@pytest.mark.parametrize("name", balloon_samples())
+def test_bulk_walk_without_numpy_agrees_on_real_dump(name, monkeypatch):
+    # The page-by-page path of the bulk reader (no NumPy) finds the same.
+    from drgn_balloon import walk
+    from drgn_balloon.verify import verify_balloon
+
+    prog, report = report_or_skip(name)
+    monkeypatch.setattr(walk, "np", None)
+    assert verify_balloon(prog, report.state, fast=True) == report.verification
