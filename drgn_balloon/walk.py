@@ -527,6 +527,11 @@ class _VectorWalk:
         self.arrays: Dict[str, Any] = {}
         # Running count of the pages not marked offline (for 2 MiB pages).
         self.cs: Any = None
+        # The 64-bit words of struct page the walk reads: [w0, w1).
+        used = [reader.lru, reader.lru + 1, reader.private]
+        if reader.page_type_word is not None:
+            used.append(reader.page_type_word)
+        self.words = (min(used), max(used) + 1)
         offline = g.offline
         self.check_offline = offline is not None and reader.page_type_word is not None
         self.mask = self.want = 0
@@ -621,7 +626,11 @@ class _VectorWalk:
         table = arr.reshape(count, r.stride)
         size = g.page_size
         u = np.uint64
-        nxt = table[:, r.lru]
+        # The words the walk reads, copied out of the block in one pass (the
+        # columns are then read from memory that stays in the CPU's cache).
+        w0, w1 = self.words
+        cols = np.ascontiguousarray(table[:, w0:w1])
+        nxt = cols[:, r.lru - w0]
         # lru.next -> local index of the page it points to in this block, or
         # _AWAY.
         d = nxt - u(g.vmemmap + g.lru + first * size)
@@ -640,13 +649,14 @@ class _VectorWalk:
         succ = a["succ"][lo:hi]
         np.add(ln, lo, out=succ)
         # Pointers out of the block: to blocks loaded already, or pending.
+        if lo + _AWAY >= 0:  # (ln + lo is negative where ln is _AWAY below)
+            succ[away] = -1
         out = np.flatnonzero(away) if not light else ()
         if len(out):
             dg = nxt[out] - u(g.vmemmap + g.lru)
             ok = dg < u(g.max_pfn * size)
             ok &= (dg % u(size)) == 0
             out, tp = out[ok], (dg[ok] // u(size)).astype(np.int64)
-            succ[away] = -1
             if len(out):
                 blk.pending = (out + lo, tp)
                 self._resolve(blk)
@@ -690,17 +700,17 @@ class _VectorWalk:
             re = last if re is idx else np.where(cont, last, re)
         np.add(re, lo, out=a["runend"][lo:hi])
         # What the checks need.
-        a["prev"][lo:hi] = table[:, r.lru + 1]
+        a["prev"][lo:hi] = cols[:, r.lru + 1 - w0]
         if self.check_offline:
             assert r.page_type_word is not None
             np.not_equal(
-                table[:, r.page_type_word] & u(self.mask),
+                cols[:, r.page_type_word - w0] & u(self.mask),
                 u(self.want),
                 out=a["notoff"][lo:hi],
             )
         expect = self.expect
         if expect is not None:
-            priv = table[:, r.private]
+            priv = cols[:, r.private - w0]
             np.equal(priv, 0, out=a["zero"][lo:hi])
             np.equal(priv, u(expect), out=a["mine"][lo:hi])
         return blk
