@@ -5,7 +5,7 @@ Benchmark the page-by-page verification on every shape of balloon.
     python3 scripts/bench_walk.py                   # the three benchmark shapes
     python3 scripts/bench_walk.py SAMPLE...         # samples by name
     python3 scripts/bench_walk.py --vmcore FILE -s vmlinux -s vmw_balloon.ko
-    ... [--json] [--repeat N]
+    ... [--json] [--json-out FILE] [--repeat N]
 
 The three shapes (issue 11) are samples generated on demand, not committed:
 
@@ -28,6 +28,8 @@ baseline     what a drgn user would write for the same checks: drgn's
              validate_list_for_each_entry over the same lists (links both
              ways, cycles), reading each page's page_type (and, for 2 MiB
              pages, every subpage's) and private as drgn Objects
+unchecked    the same with list_for_each_entry: no link or cycle checks (the
+             baseline of issues 3 and 11 before this script checked them)
 count_only   the bare list_for_each_entry count, for reference
 limit        just reading the struct page bytes of the memory-map blocks the
              walk reads (the same bulk reads, no parsing)
@@ -52,7 +54,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODES = ("ours", "baseline", "count_only", "limit", "summary")
+MODES = ("ours", "baseline", "unchecked", "count_only", "limit", "summary")
 SHAPES = {
     "reference": "6.12-large4k",
     "2m-heavy": "6.12-large",
@@ -99,7 +101,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _baseline(prog: Any, state: Any, count_only: bool) -> int:
+def _baseline(prog: Any, state: Any, mode: str) -> int:
     # What a drgn user writes for the same checks: drgn's own
     # validate_list_for_each_entry (links back, cycles: Brent's algorithm),
     # reading each page's page_type (every subpage's for a 2 MiB page) and
@@ -114,7 +116,8 @@ def _baseline(prog: Any, state: Any, count_only: bool) -> int:
     pages = 0
     t = prog.type("struct page")
     pt = "page_type" if t.has_member("page_type") else None
-    walk = list_for_each_entry if count_only else validate_list_for_each_entry
+    count_only = mode == "count_only"
+    walk = validate_list_for_each_entry if mode == "baseline" else list_for_each_entry
     for entry in balloon_lists(state.balloon, state.era):
         for page in walk("struct page", entry.head.address_of_(), "lru"):
             pages += 1
@@ -222,7 +225,7 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
         out["frames"] = v.frames
         out["verified"] = v.verified
     else:
-        out["pages"] = _baseline(prog, state, mode == "count_only")
+        out["pages"] = _baseline(prog, state, mode)
     out["seconds"] = time.process_time() - cpu
     out["wall_seconds"] = time.perf_counter() - start
     out["rss_before_mb"] = before
@@ -261,6 +264,9 @@ def bench(base: List[str], repeat: int) -> Dict[str, Any]:
         round(ours["pages"] / ours["seconds"]) if ours["seconds"] else None
     )
     f["baseline_over_ours"] = round(baseline["seconds"] / ours["seconds"], 2)
+    f["unchecked_over_ours"] = round(
+        results["unchecked"]["seconds"] / ours["seconds"], 2
+    )
     f["ours_over_limit"] = (
         round(ours["seconds"] / limit["seconds"], 2) if limit["seconds"] else None
     )
@@ -280,6 +286,7 @@ def table(name: str, f: Dict[str, Any]) -> str:
     rows = [
         ["ours (chase, then checks)", "ours"],
         ["baseline (validate_list_for_each_entry + Objects)", "baseline"],
+        ["unchecked (list_for_each_entry + Objects)", "unchecked"],
         ["count only (list_for_each_entry)", "count_only"],
         [f"limit (read {f['limit_bytes'] / 2**20:.0f} MiB of struct page)", "limit"],
         ["summary path (no walk)", "summary"],
@@ -301,7 +308,8 @@ def table(name: str, f: Dict[str, Any]) -> str:
         f" ours/limit = {f['ours_over_limit']}x"
         f" ({'met' if met['limit'] else 'MISSED'}),"
         f" RSS ours - baseline = {f['rss_over_baseline_mb']:+} MB"
-        f" ({'met' if met['rss'] else 'MISSED'})"
+        f" ({'met' if met['rss'] else 'MISSED'});"
+        f" unchecked/ours = {f['unchecked_over_ours']}x"
     )
 
 
@@ -312,7 +320,8 @@ def main() -> int:
     )
     parser.add_argument("--vmcore", help="a vmcore instead of samples")
     parser.add_argument("-s", "--symbols", action="append", default=[])
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--json-out", help="also write the JSON to this file")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -365,6 +374,10 @@ def main() -> int:
         },
         "samples": figures,
     }
+    if args.json_out:
+        with open(args.json_out, "w") as out:
+            json.dump(doc, out, indent=2)
+            out.write("\n")
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
