@@ -1038,7 +1038,8 @@ def walk_list(
     :param kind: ``"4k"`` or ``"2m"``.
     :param frames_per_page: 4 KiB frames per page on this list (1 or 512).
     :param reader: a :class:`BulkPageReader` (the default) or an
-        :class:`ObjectPageReader`.
+        :class:`ObjectPageReader`. Pass the same bulk reader for all the
+        lists of a balloon: it parses each block of the memory map once.
     :param expect_private: the value ``page->private`` holds for a page of
         this balloon (``&balloon.b_dev_info`` with balloon compaction), or
         ``None`` not to check it.
@@ -1057,7 +1058,8 @@ def walk_list(
     if head_next == 0 or head_prev == 0:
         w.rec.add("uninitialised", -1, head, f"list head {head:#x} is NULL")
         return w.result()._replace(offline_checked=False)
-    if isinstance(reader, BulkPageReader) and np is not None:
+    bp = getattr(reader, "block_pages", 0)
+    if isinstance(reader, BulkPageReader) and np is not None and not bp & (bp - 1):
         # One parse of the memory map for all the lists of a balloon: the
         # reader keeps it (private is only checked on 4 KiB lists).
         vector = reader.vector
