@@ -665,19 +665,9 @@ class _VectorWalk:
         # along st that does not continue it. Strides are taken in runs where
         # enough pages of the block continue them (counted on every 4th).
         idx = self.idx[:count]
-        s = ln - idx
-        hist = np.bincount(
-            np.clip(s[::4], -MAX_STRIDE - 1, MAX_STRIDE + 1) + (MAX_STRIDE + 1),
-            minlength=2 * MAX_STRIDE + 3,
-        )[1:-1]
-        hist[MAX_STRIDE] = 0
-        strides = np.flatnonzero(hist >= MIN_STRIDE_PAGES // 4)
-        if light:
-            strides = strides[:0]
-        if len(strides) > MAX_STRIDES:
-            strides = strides[np.argsort(hist[strides])[-MAX_STRIDES:]]
         re = idx
-        for st in (strides - MAX_STRIDE).tolist():
+        s = idx if light else ln - idx
+        for st in () if light else self._strides(s):
             m = abs(st)
             step = s == st
             cont = np.zeros(count, dtype=bool)
@@ -714,6 +704,21 @@ class _VectorWalk:
             np.equal(priv, 0, out=a["zero"][lo:hi])
             np.equal(priv, u(expect), out=a["mine"][lo:hi])
         return blk
+
+    def _strides(self, s: Any) -> List[int]:
+        # The strides *s* (next page's index - page's index) worth a run
+        # table: those of at least MIN_STRIDE_PAGES pages (counted on every
+        # 4th), at most MAX_STRIDES of them.
+        hist = np.bincount(
+            np.clip(s[::4], -MAX_STRIDE - 1, MAX_STRIDE + 1) + (MAX_STRIDE + 1),
+            minlength=2 * MAX_STRIDE + 3,
+        )[1:-1]
+        hist[MAX_STRIDE] = 0
+        strides = np.flatnonzero(hist >= MIN_STRIDE_PAGES // 4)
+        if len(strides) > MAX_STRIDES:
+            strides = strides[np.argsort(hist[strides])[-MAX_STRIDES:]]
+        out: List[int] = (strides - MAX_STRIDE).tolist()
+        return out
 
     def _resolve(self, blk: _Block) -> None:
         # Point the pending lru.next entries of *blk* at the blocks loaded
