@@ -118,10 +118,11 @@ SCENARIOS = {
         "timeout": 1800,
     },
     "fragmented": {
-        "description": "Benchmark sample (not committed): 3 GiB guest whose memory was "
-        "fragmented before the driver loaded (a tmpfs file filled with 4 KiB pages, every "
-        "other page punched out with fallocate, vm.compaction_proactiveness=0), so the "
-        "balloon's pages are scattered; target 400000 4 KiB frames, no 2M.",
+        "description": "Benchmark sample (not committed): 3 GiB guest whose memory "
+        "was fragmented before the driver loaded (a tmpfs file filled with 4 KiB "
+        "pages, every other page punched out with fallocate, "
+        "vm.compaction_proactiveness=0), so the balloon's pages are scattered; "
+        "target 400000 4 KiB frames, no 2M.",
         "vmware": True,
         "memory_mib": 3072,
         "large": True,
@@ -150,7 +151,7 @@ def run(cmd, **kw):
 
 
 def build_fragment(work):
-    """Build scripts/samples/fragment.c statically for the guest (scenario fragmented)."""
+    """Build fragment.c statically for the guest (scenario fragmented)."""
     out = os.path.join(work, "fragment")
     run(["gcc", "-static", "-O2", "-o", out, os.path.join(HERE, "fragment.c")])
     return out
