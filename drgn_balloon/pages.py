@@ -40,7 +40,7 @@ _VMCOREINFO_OFFLINE = re.compile(
 
 def _vmcoreinfo(prog: Program) -> bytes:
     try:
-        return prog["VMCOREINFO"].string_()
+        return bytes(prog["VMCOREINFO"].string_())
     except (KeyError, LookupError, FaultError):
         pass
     # drgn < 0.0.23 has no VMCOREINFO object: read the note from the file.
@@ -128,7 +128,7 @@ def _page0(prog: Program) -> int:
     # drgn provides "vmemmap" on x86_64 (CONFIG_SPARSEMEM_VMEMMAP, the only
     # memory model of x86_64 since v2.6.24); FLATMEM kernels have mem_map.
     try:
-        return prog["vmemmap"].value_()
+        return int(prog["vmemmap"].value_())
     except (KeyError, LookupError):
         pass
     mem_map = prog["mem_map"].value_()
@@ -136,7 +136,7 @@ def _page0(prog: Program) -> int:
         offset = prog["ARCH_PFN_OFFSET"].value_()
     except (KeyError, LookupError):
         offset = 0
-    return mem_map - offset * sizeof(prog.type("struct page"))
+    return int(mem_map - offset * sizeof(prog.type("struct page")))
 
 
 def page_geometry(prog: Program, compaction_era: bool = False) -> PageGeometry:

@@ -9,6 +9,7 @@ taken off the list for migration, v5.3+), plus 512 frames for each page on
 the 2 MiB list (kernel-layouts.md §1.C2, "Cross-check").
 """
 
+from functools import partial
 from typing import Callable, NamedTuple, Optional, Tuple
 
 from drgn import Program
@@ -136,7 +137,7 @@ def verify_balloon(
                 # balloon_page_insert() sets private to the balloon's
                 # balloon_dev_info on 4 KiB pages only (v5.3+).
                 expect_private=state.dev_info_address if entry.kind == "4k" else None,
-                progress=(lambda n, k=entry.kind: progress(k, n)) if progress else None,
+                progress=partial(progress, entry.kind) if progress else None,
             )
         )
     findings = [f for w in walks for f in w.findings]
