@@ -376,3 +376,18 @@ def test_module_version_line_follows_modinfo(name):
         assert declared.group(1).decode() in line[0]
     else:
         assert "(the module declares no version)" in line[0]
+
+
+@pytest.mark.parametrize("name", balloon_samples())
+def test_bulk_walk_without_numpy_agrees_on_real_dump(name, monkeypatch):
+    # The page-by-page path of the bulk reader (no NumPy) finds the same.
+    from drgn_balloon import walk
+    from drgn_balloon.balloon import balloon_state
+    from drgn_balloon.verify import verify_balloon
+
+    prog, report = report_or_skip(name)
+    monkeypatch.setattr(walk, "np", None)
+    assert (
+        verify_balloon(prog, balloon_state(prog), fast=True)
+        == report.balloon.verification
+    )

@@ -19,6 +19,16 @@ OUT=/dev/ttyS1
 say() { echo "$@" > $OUT; }
 
 say "@@GUEST-BOOTED@@ $(uname -r)"
+# Scenario "fragmented" (sample_fragment=MARGIN): fill a tmpfs file and punch out every
+# other page, leaving MARGIN frames free above the target, proactive compaction off, so
+# that the pages the balloon takes are scattered (make_sample.py builds /fragment).
+if [ -n "$sample_fragment" ] && [ -x /fragment ]; then
+    echo 0 > /proc/sys/vm/compaction_proactiveness
+    mkdir -p /frag && mount -t tmpfs -o size=95% tmpfs /frag
+    free=$(( $(sed -n 's/^MemFree: *\([0-9]*\) kB/\1/p' /proc/meminfo) / 4 ))
+    /fragment /frag/file $(( 2 * (free - sample_target - sample_fragment) )) > $OUT 2>&1
+    say "@@FRAGMENTED rc=$? free_before=$free@@"
+fi
 insmod /vmw_vmci.ko; say "@@INSMOD vmw_vmci rc=$?@@"
 insmod /vmw_balloon.ko; say "@@INSMOD vmw_balloon rc=$?@@"
 V=/sys/kernel/debug/vmmemctl

@@ -120,6 +120,24 @@ SCENARIOS = {
         },
         "timeout": 1800,
     },
+    "fragmented": {
+        "description": "Benchmark sample (not committed): 3 GiB guest whose memory "
+        "was fragmented before the driver loaded (a tmpfs file filled with 4 KiB "
+        "pages, every other page punched out with fallocate, "
+        "vm.compaction_proactiveness=0), so the balloon's pages are scattered; "
+        "target 400000 4 KiB frames, no 2M.",
+        "vmware": True,
+        "memory_mib": 3072,
+        "large": True,
+        # Frames left free above the target after the punching (guest_init.sh).
+        "fragment_margin": 40000,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+            "targets": [400000],
+            "grant_2m": False,
+        },
+        "timeout": 1800,
+    },
 }
 
 
@@ -135,8 +153,16 @@ def run(cmd, **kw):
 # ---------------------------------------------------------------------------- guest
 
 
+def build_fragment(work):
+    """Build fragment.c statically for the guest (scenario fragmented)."""
+    out = os.path.join(work, "fragment")
+    run(["gcc", "-static", "-O2", "-o", out, os.path.join(HERE, "fragment.c")])
+    return out
+
+
 def make_initramfs(work, init_script, files):
-    """A busybox initramfs: /init = init_script, each (src, name) of files copied to /name."""
+    """A busybox initramfs: /init = init_script; each (src, name) of files
+    copied to /name."""
     root = os.path.join(work, "initramfs")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "bin"))
@@ -163,11 +189,12 @@ def make_initramfs(work, init_script, files):
     return cpio
 
 
-def build_initramfs(kdir, work):
+def build_initramfs(kdir, work, extra=()):
     return make_initramfs(
         work,
         os.path.join(HERE, "guest_init.sh"),
-        [(os.path.join(kdir, ko), ko) for ko in ("vmw_vmci.ko", "vmw_balloon.ko")],
+        [(os.path.join(kdir, ko), ko) for ko in ("vmw_vmci.ko", "vmw_balloon.ko")]
+        + [(path, os.path.basename(path)) for path in extra],
     )
 
 
@@ -585,7 +612,8 @@ def main():
     os.makedirs(work)
     mdf, mdf_version = makedumpfile_bin()
 
-    cpio = build_initramfs(kdir, work)
+    extra = [build_fragment(work)] if sc.get("fragment_margin") else []
+    cpio = build_initramfs(kdir, work, extra)
     host = sc["host"]
     data_log = os.path.join(work, "data.log")
     console_log = os.path.join(work, "console.log")
@@ -601,6 +629,8 @@ def main():
     ]
     if host:
         append.append("sample_target=%d" % host["targets"][-1])
+    if sc.get("fragment_margin"):
+        append.append("sample_fragment=%d" % sc["fragment_margin"])
     qemu = [
         "qemu-system-x86_64",
         "-accel",
