@@ -9,8 +9,8 @@ stores it in vmcore-samples/<name>/ with a manifest.json.
 
     make_sample.py 6.1 4k              -> vmcore-samples/6.1-4k/
     make_sample.py 6.12 large          -> $CACHE/large/6.12-large/ (not for committing)
-    make_sample.py stock-6.1 4k        -> vmcore-samples/stock-6.1-4k/ (Debian's own
-                                          kernel, fetch_stock_kernel.sh 6.1; no debug files)
+    make_sample.py stock-6.1 4k        -> vmcore-samples/stock-6.1-4k/ (Debian's
+                                          own kernel: fetch_stock_kernel.sh 6.1)
 
 A stock kernel has no vmlinux for gdb: QEMU runs at once, the guest prints vmw_balloon's
 kallsyms after insmod, and only then does the gdb host attach and set its breakpoints
@@ -315,17 +315,22 @@ def ground_truth(data):
     extra = {}
     if zi is not None:
         extra["zoneinfo"] = {"raw": zi, "parsed": parse_zoneinfo(zi)}
-    return dict({
-        "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)} if vm.strip() else None,
-        "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
-        "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
-        "module_sections": {
-            l.split()[0]: l.split()[1]
-            for l in sec.get("module_sections", "").splitlines()
-            if l.strip()
+    return dict(
+        {
+            "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)}
+            if vm.strip()
+            else None,
+            "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
+            "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
+            "module_sections": {
+                l.split()[0]: l.split()[1]
+                for l in sec.get("module_sections", "").splitlines()
+                if l.strip()
+            },
+            "uname_r": sec["uname_r"].strip(),
         },
-        "uname_r": sec["uname_r"].strip(),
-    }, **extra), sec.get("lsmod", "")
+        **extra,
+    ), sec.get("lsmod", "")
 
 
 # --------------------------------------------------------------------------- running
@@ -499,7 +504,8 @@ def drgn_check_stock(vmcore, symbols, release):
     from VMCOREINFO alone; symbols (name -> address, from the guest's /proc/kallsyms)
     give init_uts_ns, whose release string must be there, and init_task, whose pointers
     into the direct map (task_structs and other slab objects) must not be excluded
-    pages; v6.0+: kallsyms read from the dump (VMCOREINFO) must agree with the guest's."""
+    pages; v6.0+: kallsyms read from the dump (VMCOREINFO) must agree with the
+    guest's."""
     code = r"""
 import json, sys, drgn
 vmcore, symbols, release = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
@@ -510,7 +516,9 @@ try:
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
     finder = load_vmlinux_kallsyms(prog)
     r["kallsyms_from_vmcoreinfo"] = all(
-        finder(prog, name, None, True)[0].address == addr for name, addr in symbols.items())
+        finder(prog, name, None, True)[0].address == addr
+        for name, addr in symbols.items()
+    )
 except (ImportError, LookupError, ValueError) as e:
     r["kallsyms_from_vmcoreinfo"] = False
     r["kallsyms_error"] = str(e)
@@ -706,6 +714,12 @@ def main():
     ap.add_argument("--dump-level", type=int, default=31)
     ap.add_argument("--keep-elf", action="store_true", help="keep QEMU's ELF dump")
     ap.add_argument(
+        "--xz",
+        action="store_true",
+        help="store the kdump file with its pages not compressed (makedumpfile without "
+        "-c), xz-compressed as vmcore.xz: about half the size of a zlib kdump file",
+    )
+    ap.add_argument(
         "--system-map",
         action="store_true",
         help="stock kernels: store System.map.xz beside the vmcore, made from the "
@@ -723,6 +737,8 @@ def main():
         "dump level), xz-compressed as vmcore.xz; the name gets -elf",
     )
     args = ap.parse_args()
+    if args.elf and args.xz:
+        ap.error("--elf and --xz: choose one")
 
     t_start = time.time()
     sc = dict(SCENARIOS[args.scenario])
@@ -734,13 +750,26 @@ def main():
         # Debian's own kernel: vmlinuz and modules of its image package only.
         kver = args.kernel[len("stock-") :]
         kdir = os.path.join(CACHE, "stock", kver)
-        needed = ("vmlinuz", "vmw_balloon.ko", "vmw_vmci.ko", "qemu_fw_cfg.ko", "release")
+        needed = (
+            "vmlinuz",
+            "vmw_balloon.ko",
+            "vmw_vmci.ko",
+            "qemu_fw_cfg.ko",
+            "release",
+        )
         how = "fetch_stock_kernel.sh " + kver
         if args.elf or (sc["host"] or {}).get("grant_2m") or not sc["vmware"]:
             raise SystemExit("stock kernels: VMware scenarios without 2M, kdump only")
     else:
         kdir = os.path.join(CACHE, "kernels", args.kernel)
-        needed = ("bzImage", "vmlinux", "vmw_balloon.ko", "vmw_vmci.ko", "config", "release")
+        needed = (
+            "bzImage",
+            "vmlinux",
+            "vmw_balloon.ko",
+            "vmw_vmci.ko",
+            "config",
+            "release",
+        )
         how = "build_kernel.sh " + " ".join(args.kernel.split("-", 1))
         if args.system_map:
             raise SystemExit("--system-map is for stock kernels")
@@ -776,7 +805,9 @@ def main():
     ]
     if stock:
         # KASLR stays on, as users have it; ACPI finds fw_cfg.
-        append += ["sample_attach=1"] + (["sample_kallsyms=1"] if args.system_map else [])
+        append += ["sample_attach=1"] + (
+            ["sample_kallsyms=1"] if args.system_map else []
+        )
     else:
         # No ACPI in these kernels: fw_cfg's I/O ports given by hand.
         append += ["nokaslr", "qemu_fw_cfg.ioport=12@0x510:0:1:4"]
@@ -844,7 +875,10 @@ def main():
                 for a, t, n, _ in parse_kallsyms(sections(text)["balloon_kallsyms"])
                 if t in "tT"
             }
-            log("vmw_balloon loaded: %d functions; attaching the host" % len(module_symbols))
+            log(
+                "vmw_balloon loaded: %d functions; attaching the host"
+                % len(module_symbols)
+            )
             gdbp, host_cfg = start_gdb_host(
                 work,
                 None,
@@ -908,7 +942,9 @@ def main():
             os.unlink(kdump)
         t0 = time.time()
         p = subprocess.run(
-            [mdf, "-c", "-d", str(level), elf, kdump], capture_output=True, text=True
+            [mdf] + ([] if args.xz else ["-c"]) + ["-d", str(level), elf, kdump],
+            capture_output=True,
+            text=True,
         )
         sys.stdout.write(p.stdout + p.stderr)
         if p.returncode != 0:
@@ -941,6 +977,13 @@ def main():
             )
             level &= ~8
     dump_format = "kdump-compressed (zlib)"
+    if args.xz:
+        run(["xz", "-9", "-T2", "-k", "-f", kdump])
+        dump_format = (
+            "kdump-compressed format with the pages not compressed (makedumpfile "
+            "without -c), stored xz-compressed as vmcore.xz and decompressed on "
+            "first use"
+        )
     if args.elf:
         # The same pages as the kdump file, in ELF (makedumpfile -E).
         elf_out = os.path.join(work, "vmcore.filtered.elf")
@@ -1017,10 +1060,11 @@ def main():
         }
     else:
         kernels_dir = store_kernel(kdir, release, samples_root, work)
-    stored = os.path.join(sample_dir, "vmcore.xz" if args.elf else "vmcore")
-    shutil.copy(
-        os.path.join(work, "vmcore.filtered.elf.xz") if args.elf else kdump, stored
-    )
+    stored = os.path.join(sample_dir, "vmcore.xz" if args.elf or args.xz else "vmcore")
+    if args.elf:
+        shutil.copy(os.path.join(work, "vmcore.filtered.elf.xz"), stored)
+    else:
+        shutil.copy(kdump + ".xz" if args.xz else kdump, stored)
     os.chmod(stored, 0o644)
     manifest = {
         "name": name,
