@@ -1068,7 +1068,14 @@ def main():
     os.chmod(stored, 0o644)
     manifest = {
         "name": name,
-        "description": sc["description"],
+        "description": (
+            "Debian's stock kernel %s (%s; image package only, no debug package), "
+            "KASLR on, as a VMware guest. "
+            % (release, ", ".join(stock_info["packages"]))
+            if stock
+            else ""
+        )
+        + sc["description"],
         "kernel_release": release,
         "kernel_dir": None if stock else os.path.relpath(kernels_dir, sample_dir),
         "debug_files": [] if stock else ["vmlinux.xz", "vmw_balloon.ko.xz"],
