@@ -502,9 +502,9 @@ def elf_vmcoreinfo(path):
 def drgn_check_stock(vmcore, symbols, release):
     """Check a stock-kernel dump with no debug info at all: drgn translates addresses
     from VMCOREINFO alone; symbols (name -> address, from the guest's /proc/kallsyms)
-    give init_uts_ns, whose release string must be there, and init_task, whose pointers
-    into the direct map (task_structs and other slab objects) must not be excluded
-    pages; v6.0+: kallsyms read from the dump (VMCOREINFO) must agree with the
+    give init_uts_ns, whose release string must be there, and init_task, from which
+    pointers into the direct map (task_structs and other slab objects), followed two
+    levels deep, must not meet excluded pages; v6.0+: kallsyms read from the dump (VMCOREINFO) must agree with the
     guest's."""
     code = r"""
 import json, sys, drgn
@@ -524,20 +524,35 @@ except (ImportError, LookupError, ValueError) as e:
     r["kallsyms_error"] = str(e)
 uts = prog.read(symbols["init_uts_ns"], 512)
 r["release_in_init_uts_ns"] = release.encode() + b"\0" in uts
-task = prog.read(symbols["init_task"], 4096)
+# Pointers into the direct map, followed two levels deep from init_task (512
+# bytes of each object met): tasks, their mm, files, signal, the slab objects
+# those point to. makedumpfile 1.7.8 -d 31 takes the tail pages of 7.x's
+# multi-page slabs for user pages: such a dump fails here.
+seen = set()
 ok = excluded = other = 0
-for i in range(0, 4096, 8):
-    v = int.from_bytes(task[i:i + 8], "little")
-    if not 0xffff800000000000 <= v < 0xffffffff80000000:
-        continue
+def scan(addr, size, depth):
+    global ok, excluded, other
     try:
-        prog.read(v, 8)
-        ok += 1
-    except drgn.FaultError as e:
-        if "xcluded" in str(e):
-            excluded += 1
-        else:
-            other += 1
+        data = prog.read(addr, size)
+    except drgn.FaultError:
+        return
+    for i in range(0, size - 7, 8):
+        v = int.from_bytes(data[i:i + 8], "little") & ~7
+        if not 0xffff888000000000 <= v < 0xffffc88000000000 or v in seen:
+            continue
+        seen.add(v)
+        try:
+            prog.read(v, 8)
+            ok += 1
+        except drgn.FaultError as e:
+            if "xcluded" in str(e):
+                excluded += 1
+            else:
+                other += 1
+            continue
+        if depth:
+            scan(v, 512, depth - 1)
+scan(symbols["init_task"], 4096, 2)
 r["init_task_pointers"] = {"readable": ok, "excluded": excluded, "other_faults": other}
 print(json.dumps(r))
 """
