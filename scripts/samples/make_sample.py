@@ -519,7 +519,7 @@ try:
         finder(prog, name, None, True)[0].address == addr
         for name, addr in symbols.items()
     )
-except (ImportError, LookupError, ValueError) as e:
+except (ImportError, LookupError, ValueError, drgn.MissingDebugInfoError) as e:
     r["kallsyms_from_vmcoreinfo"] = False
     r["kallsyms_error"] = str(e)
 uts = prog.read(symbols["init_uts_ns"], 512)
