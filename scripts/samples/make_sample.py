@@ -591,7 +591,9 @@ def write_system_map(kallsyms, kernel_offset, vmcoreinfo, path):
     checked = 0
     for key, val in vmcoreinfo.items():
         m = re.match(r"^SYMBOL\((\w+)\)$", key)
-        if m and m.group(1) in by_name:
+        # Addresses in the kernel image only: SYMBOL(mem_section) is the array's
+        # value (VMCOREINFO_SYMBOL_ARRAY), a pointer into the direct map.
+        if m and m.group(1) in by_name and int(val, 16) >= 0xFFFFFFFF80000000:
             if by_name[m.group(1)] + kernel_offset != int(val, 16):
                 raise SystemExit(
                     "System.map: %s at %#x + offset %#x != VMCOREINFO %s"
