@@ -4,11 +4,14 @@ a VMware guest whose "host" (gdb) makes the real vmw_balloon driver inflate,
 with the report run inside the guest against /proc/kcore and compared with
 debugfs vmmemctl read in the same guest (see live_guest.py).
 
-Two guests boot per run, one after the other: a steady one (the balloon
+Three guests boot per run, one after the other: a steady one (the balloon
 inflates to 40000 frames and stays; the report as root and as an unprivileged
-user) and a moving one (the host changes the target every second, so the
-balloon inflates and deflates under the walk). Marked ``live``; skipped with
-the reason when QEMU, gdb, binutils or busybox-static are missing.
+user), a moving one (the host changes the target every second, so the
+balloon inflates and deflates under the walk), and Debian's stock 6.1 kernel
+(its image package, fetched with apt-get download into the cache; KASLR on)
+with no debug file in the guest, where the report can only read the kernel's
+BTF and kallsyms. Marked ``live``; skipped with the reason when QEMU, gdb,
+binutils or busybox-static are missing.
 """
 
 import os
