@@ -64,7 +64,8 @@ for m in qemu_fw_cfg vmw_vmci vmw_balloon; do
     esac
 done
 # vmw_balloon's dependencies must be the modules we load before it.
-deps=$(modinfo -F depends "$DEST/vmw_balloon.ko")
+# (the "depends=" string of its .modinfo section; modinfo may not be installed)
+deps=$(tr '\0' '\n' < "$DEST/vmw_balloon.ko" | sed -n 's/^depends=//p' | head -n 1)
 [ "$deps" = vmw_vmci ] || { echo "vmw_balloon depends on '$deps', expected vmw_vmci" >&2; exit 1; }
 rm -rf "$DEST.x"
 echo "stock $VER: $release from $(tr '\n' ' ' < "$DEST/packages")-> $DEST"
