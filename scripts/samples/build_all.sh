@@ -58,7 +58,7 @@ if [ "${1:-}" = --large ]; then
         python3 "$HERE/make_sample.py" 6.12 $s > "$CACHE/logs/sample-6.12-$s.log" 2>&1
     done
 fi
-# (the stock samples have no debug files: make_sample.py checked them with drgn alone)
-python3 "$HERE/check_samples.py" $(for s in $SAMPLES 6.1-4k-elf 6.1-btf-4k 7.2-btf-2m; do echo "$OUT/$s"; done)
+python3 "$HERE/check_samples.py" $(for s in $SAMPLES 6.1-4k-elf 6.1-btf-4k 7.2-btf-2m \
+    stock-6.1-4k stock-7.2-4k stock-5.10-4k; do echo "$OUT/$s"; done)
 du -sh "$OUT"/*
 echo "all done after $(( $(date +%s) - T0 )) s"
