@@ -504,8 +504,8 @@ def drgn_check_stock(vmcore, symbols, release):
     from VMCOREINFO alone; symbols (name -> address, from the guest's /proc/kallsyms)
     give init_uts_ns, whose release string must be there, and init_task, from which
     pointers into the direct map (task_structs and other slab objects), followed two
-    levels deep, must not meet excluded pages; v6.0+: kallsyms read from the dump (VMCOREINFO) must agree with the
-    guest's."""
+    levels deep, must not meet excluded pages; v6.0+: kallsyms read from the dump
+    (VMCOREINFO) must agree with the guest's."""
     code = r"""
 import json, sys, drgn
 vmcore, symbols, release = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
@@ -720,7 +720,7 @@ def main():
     ap.add_argument(
         "kernel",
         help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2, 6.1-btf, "
-        "7.2-btf), or stock-VER for Debian's kernel fetched by fetch_stock_kernel.sh VER",
+        "7.2-btf), or stock-VER for Debian's kernel (fetch_stock_kernel.sh VER)",
     )
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
     ap.add_argument(
