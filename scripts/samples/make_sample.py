@@ -142,7 +142,8 @@ def run(cmd, **kw):
 
 
 def make_initramfs(work, init_script, files):
-    """A busybox initramfs: /init = init_script, each (src, name) of files copied to /name."""
+    """A busybox initramfs: /init = init_script, each (src, name) of files
+    copied to /name."""
     root = os.path.join(work, "initramfs")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "bin"))
