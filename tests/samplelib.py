@@ -98,10 +98,9 @@ def _decompressed(path: str) -> str:
 
 
 def debug_files(name: str) -> List[str]:
-    # A stock-kernel sample has none (kernel_dir null): it is read through BTF.
     m = manifest(name)
-    if not m.get("kernel_dir"):
-        return []
+    if not m.get("debug_files"):
+        return []  # a stock kernel's sample: the vmcore is the whole sample
     kernel_dir = os.path.normpath(os.path.join(SAMPLES, name, m["kernel_dir"]))
     return [
         _decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])
