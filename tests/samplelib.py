@@ -99,6 +99,8 @@ def _decompressed(path: str) -> str:
 
 def debug_files(name: str) -> List[str]:
     m = manifest(name)
+    if not m.get("debug_files"):
+        return []  # a stock kernel's sample: the vmcore is the whole sample
     kernel_dir = os.path.normpath(os.path.join(SAMPLES, name, m["kernel_dir"]))
     return [
         _decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])
@@ -123,6 +125,23 @@ def open_sample(name: str, load_module: bool = True) -> Any:
     except drgn.MissingDebugInfoError:
         pass
     return prog
+
+
+def kernel_config(name: str) -> str:
+    # The sample kernel's .config (kernel_dir/config.xz), "" for a stock kernel
+    # (its config is not stored).
+    m = manifest(name)
+    if not m.get("kernel_dir"):
+        return ""
+    path = os.path.join(SAMPLES, name, m["kernel_dir"], "config.xz")
+    with lzma.open(path, "rt") as f:
+        return f.read()
+
+
+def system_map(name: str) -> Optional[str]:
+    # The decompressed System.map stored beside a stock sample's vmcore, if any.
+    path = os.path.join(SAMPLES, name, "System.map.xz")
+    return _decompressed(path) if os.path.exists(path) else None
 
 
 def find(name: Optional[str]) -> str:
