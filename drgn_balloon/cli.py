@@ -65,6 +65,14 @@ REPORT_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
         dict(dest="rss", action="store_false", help="do not add up the processes' RSS"),
     ),
     (
+        ("--btf",),
+        dict(
+            action="store_true",
+            help="read the kernel through its own BTF and kallsyms even when "
+            "DWARF debug info is there (the default without it)",
+        ),
+    ),
+    (
         ("-s", "--symbols"),
         dict(
             action="append",
@@ -101,7 +109,7 @@ def run_report(prog: object, args: argparse.Namespace) -> int:
     from .report import balloon_report
 
     _check_dump_whole(prog)
-    _check_kernel_debug_info(prog)
+    _check_kernel_debug_info(prog, args)
     progress = _progress_printer()
     report = balloon_report(
         prog,  # type: ignore[arg-type]
@@ -131,10 +139,18 @@ def _check_dump_whole(prog: object) -> None:
             raise BadDump(problem)
 
 
-def _check_kernel_debug_info(prog: object) -> None:
+def _check_kernel_debug_info(
+    prog: object, args: Optional[argparse.Namespace] = None
+) -> None:
     import re
 
+    from .btf_debuginfo import record_dwarf_source, use_btf
     from .pages import _vmcoreinfo
+
+    # DWARF when it is there, else (or with --btf) BTF and kallsyms.
+    btf, symbols = getattr(args, "btf", False), getattr(args, "symbols", ())
+    if use_btf(prog, btf, symbols):
+        return
 
     try:
         prog.type("struct page")  # type: ignore[attr-defined]
@@ -163,6 +179,7 @@ def _check_kernel_debug_info(prog: object) -> None:
                 "pass the vmlinux of kernel "
                 + (release.group(1).decode("ascii", "replace") if release else "?")
             )
+    record_dwarf_source(prog)
 
 
 def _one_line(message: str) -> str:
@@ -217,7 +234,9 @@ def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
     return code
 
 
-def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
+def _open_program(
+    vmcore: Optional[str], symbols: Sequence[str], btf: bool = False
+) -> object:
     import drgn
 
     prog = drgn.Program()
@@ -251,7 +270,13 @@ def _open_program(vmcore: Optional[str], symbols: Sequence[str]) -> object:
             prog.set_kernel()
         except Exception as e:
             raise BadDump(f"cannot open the live kernel: {e}")
-    paths = [p for p in symbols if not os.path.isdir(p)]
+    if btf:
+        return prog  # --btf: no DWARF (run_report() loads BTF)
+    paths = [
+        p
+        for p in symbols
+        if not os.path.isdir(p) and not os.path.basename(p).startswith("System.map")
+    ]
     # drgn logs a warning for every module without debug info; only vmlinux
     # and the balloon module matter, and run_report() says so in one line.
     import logging
@@ -293,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.symbols += [here, os.path.join(here, "debug")]
 
     def run() -> int:
-        prog = _open_program(args.vmcore, args.symbols)
+        prog = _open_program(args.vmcore, args.symbols, args.btf)
         return run_report(prog, args)
 
     return guarded(run, json_errors=args.json)

@@ -1,0 +1,372 @@
+"""
+Debug info from the kernel itself: BTF and kallsyms
+---------------------------------------------------
+
+:func:`load_btf_debug_info` makes a program that has no DWARF debug info
+readable by the rest of drgn_balloon, unchanged: it registers with drgn
+
+- a symbol finder: kallsyms of vmlinux (:mod:`drgn_balloon.kallsyms`) and
+  of the loaded modules;
+- a type finder: vmlinux BTF (``/sys/kernel/btf/vmlinux`` live, else the
+  bytes between ``__start_BTF`` and ``__stop_BTF`` in the dump) and every
+  module's split BTF (``/sys/kernel/btf/MODULE`` live, else the kernel's
+  ``btf_modules`` list: ``struct btf_module`` -> ``struct btf``);
+- an object finder (:mod:`drgn_balloon.btf_objects`).
+
+A balloon module without BTF (Linux 5.10 and older, no
+``CONFIG_DEBUG_INFO_BTF_MODULES``) gets its ``struct vmballoon`` laid out
+from its era's member list (:mod:`drgn_balloon.btf_layout`).
+
+drgn needs ``Program.register_type_finder``, ``register_object_finder``,
+``register_symbol_finder`` and ``drgn.helpers.linux.kallsyms`` (all in
+drgn 0.0.31 and 0.3.0; not in 0.0.22).
+
+Which source was used is kept in ``prog.cache[DEBUGINFO_CACHE_KEY]`` as a
+:class:`DebugInfoSource` (:func:`debuginfo_source`).
+"""
+
+import os
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from drgn import FaultError, Program, ProgramFlags, Type
+
+from .btf import BadBtf, Btf, parse_split
+from .btf_objects import BtfObjects, SymbolAt
+from .btf_types import BtfTypes
+from .errors import MissingDebugInfo
+
+__all__ = [
+    "DEBUGINFO_CACHE_KEY",
+    "DebugInfoSource",
+    "btf_supported",
+    "debuginfo_source",
+    "load_btf_debug_info",
+    "record_dwarf_source",
+    "use_btf",
+]
+
+DEBUGINFO_CACHE_KEY = "drgn_balloon.debuginfo"
+
+#: Balloon modules whose BTF must be sound (others are skipped if damaged).
+_BALLOON_MODULES = ("vmw_balloon", "vmware_balloon")
+
+
+class DebugInfoSource(NamedTuple):
+    """Where the program's types and symbols came from."""
+
+    #: ``"dwarf"``, ``"btf"`` or ``"btf+layout"``.
+    source: str
+    #: Files or memory they came from, e.g. ``("kallsyms (VMCOREINFO)",
+    #: "vmlinux BTF (dump)", "vmw_balloon BTF (dump)")``.
+    origins: Tuple[str, ...] = ()
+    #: Problems met on the way that did not stop the report (e.g. a module
+    #: whose BTF was damaged, not the balloon's).
+    notes: Tuple[str, ...] = ()
+
+
+def debuginfo_source(prog: Program) -> Optional[DebugInfoSource]:
+    """The :class:`DebugInfoSource` recorded for *prog*, if any."""
+    try:
+        found = prog.cache.get(DEBUGINFO_CACHE_KEY)
+    except AttributeError:
+        return None
+    return found if isinstance(found, DebugInfoSource) else None
+
+
+def record_dwarf_source(prog: Program, files: Sequence[str] = ()) -> DebugInfoSource:
+    """Record that *prog* reads DWARF (unless BTF was already recorded)."""
+    found = debuginfo_source(prog)
+    if found is not None:
+        return found
+    if not files:
+        files = _dwarf_files(prog)
+    source = DebugInfoSource("dwarf", tuple(files))
+    try:
+        prog.cache[DEBUGINFO_CACHE_KEY] = source
+    except AttributeError:
+        pass
+    return source
+
+
+def _dwarf_files(prog: Program) -> List[str]:
+    # drgn 0.0.27+ knows which file each module's debug info came from.
+    out = []
+    try:
+        modules = list(prog.modules())
+    except (AttributeError, TypeError):
+        return []
+    for module in modules:
+        path = getattr(module, "debug_file_path", None)
+        if path and (module.name in ("kernel", *_BALLOON_MODULES)):
+            out.append(str(path))
+    return out
+
+
+def btf_supported() -> Optional[str]:
+    """``None`` if this drgn can read BTF mode, else why not (one line)."""
+    import drgn
+
+    missing = [
+        name
+        for name in (
+            "register_type_finder",
+            "register_object_finder",
+            "register_symbol_finder",
+        )
+        if not hasattr(Program, name)
+    ]
+    try:
+        import drgn.helpers.linux.kallsyms  # noqa: F401
+    except ImportError:
+        missing.append("drgn.helpers.linux.kallsyms")
+    if not missing:
+        return None
+    return (
+        f"drgn {getattr(drgn, '__version__', '?')} cannot read the kernel's own BTF "
+        f"and kallsyms (it lacks {', '.join(missing)}): use drgn 0.0.31 or newer, "
+        "or pass the kernel's debug info (vmlinux) with -s"
+    )
+
+
+def _core_path(prog: Program) -> Optional[str]:
+    from .debuginfo import core_dump_path
+
+    return core_dump_path(prog)
+
+
+class _Loader:
+    def __init__(self, prog: Program, symbols: Sequence[str]) -> None:
+        self.prog = prog
+        self.symbols = symbols
+        self.live = bool(prog.flags & ProgramFlags.IS_LIVE)
+        self.origins: List[str] = []
+        self.notes: List[str] = []
+        #: module name -> {symbol name: (address, size)}
+        self.module_symbols: Dict[str, Dict[str, Tuple[int, int]]] = {}
+
+    def symbol(self, name: str, filename: Optional[str]) -> Optional[SymbolAt]:
+        # A filename ("vmw_balloon.c") that names a module: that module's
+        # symbols first. Then vmlinux, then every module.
+        if filename:
+            stem = os.path.splitext(os.path.basename(filename))[0]
+            found = self.module_symbols.get(stem, {}).get(name)
+            if found is not None:
+                return SymbolAt(*found)
+        try:
+            sym = self.prog.symbol(name)
+        except LookupError:
+            sym = None
+        if sym is not None:
+            return SymbolAt(sym.address, sym.size)
+        for table in self.module_symbols.values():
+            found = table.get(name)
+            if found is not None:
+                return SymbolAt(*found)
+        return None
+
+    def vmlinux_btf(self) -> Btf:
+        prog = self.prog
+        if self.live:
+            path = "/sys/kernel/btf/vmlinux"
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise MissingDebugInfo(
+                    f"no BTF for the running kernel ({path}: {e.strerror}); the "
+                    "kernel needs CONFIG_DEBUG_INFO_BTF, or pass its vmlinux with -s"
+                ) from None
+            self.origins.append(path)
+            return Btf(data, None, "vmlinux")
+        try:
+            start = prog.symbol("__start_BTF").address
+            stop = prog.symbol("__stop_BTF").address
+        except LookupError:
+            raise MissingDebugInfo(
+                "the kernel has no BTF (no __start_BTF symbol: built without "
+                "CONFIG_DEBUG_INFO_BTF): pass its vmlinux with debug info with -s"
+            ) from None
+        if not 24 <= stop - start <= 1 << 30:
+            raise BadBtf(f"vmlinux BTF has an implausible size ({stop - start} bytes)")
+        try:
+            data = prog.read(start, stop - start)
+        except FaultError as e:
+            raise BadBtf(f"vmlinux BTF is not in the dump: {e}") from None
+        self.origins.append(f"vmlinux BTF (memory, {len(data):,} bytes)")
+        return Btf(data, None, "vmlinux")
+
+    def module_btfs(self, types: BtfTypes) -> None:
+        vmlinux = types.vmlinux
+        if self.live:
+            for name in sorted(self.module_symbols):
+                path = f"/sys/kernel/btf/{name}"
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                self._add_module(
+                    types, name, lambda d=data, n=name: parse_split(d, vmlinux, n)
+                )
+            return
+        for name, data, start_id in self._btf_modules_list():
+            self._add_module(
+                types,
+                name,
+                lambda d=data, n=name, s=start_id: parse_split(d, vmlinux, n, s),
+            )
+
+    def _add_module(self, types: BtfTypes, name: str, parse: "object") -> None:
+        try:
+            btf = parse()  # type: ignore[operator]
+        except BadBtf as e:
+            if name in _BALLOON_MODULES:
+                raise
+            self.notes.append(e.message)
+            return
+        types.add_module(btf)
+        if name in _BALLOON_MODULES:
+            self.origins.append(
+                f"{name} BTF ({'/sys/kernel/btf' if self.live else 'memory'}, "
+                f"{len(btf.data):,} bytes)"
+            )
+
+    def _btf_modules_list(self) -> List[Tuple[str, bytes, int]]:
+        # kernel/bpf/btf.c (v5.11+): static LIST_HEAD(btf_modules) of
+        # struct btf_module { struct list_head list; struct module *module;
+        # struct btf *btf; ... }; struct btf { void *data; ... u32 data_size;
+        # ... u32 start_id; ... char name[MODULE_NAME_LEN]; }.
+        from drgn.helpers.linux.list import list_for_each_entry
+
+        prog = self.prog
+        try:
+            head = prog["btf_modules"].address_of_()
+        except (KeyError, LookupError):
+            return []  # no CONFIG_DEBUG_INFO_BTF_MODULES
+        entry = _btf_module_type(prog)
+        out = []
+        try:
+            for i, bm in enumerate(list_for_each_entry(entry, head, "list")):
+                if i > 10000:
+                    break
+                btf = bm.btf
+                if not btf.value_():
+                    continue
+                name = bm.module.name.string_().decode("utf-8", "replace")
+                size = btf.data_size.value_()
+                if not 24 <= size <= 1 << 28:
+                    self.notes.append(f"{name}'s BTF has an implausible size {size}")
+                    continue
+                data = prog.read(btf.data.value_(), size)
+                out.append((name, data, btf.start_id.value_()))
+        except FaultError as e:
+            self.notes.append(f"the btf_modules list is not wholly in the dump: {e}")
+        return out
+
+    def module_kallsyms(self) -> object:
+        from drgn.helpers.linux.kallsyms import module_kallsyms
+
+        from .system import for_each_loaded_module
+
+        symbols = []
+        try:
+            for mod in for_each_loaded_module(self.prog):
+                name = mod.name.string_().decode("utf-8", "replace")
+                try:
+                    syms = module_kallsyms(mod)
+                except (FaultError, LookupError, ValueError, IndexError) as e:
+                    self.notes.append(f"{name}'s symbols cannot be read: {e}")
+                    continue
+                self.module_symbols[name] = {s.name: (s.address, s.size) for s in syms}
+                symbols.extend(syms)
+        except FaultError as e:
+            self.notes.append(f"the module list is not wholly in the dump: {e}")
+        from drgn import SymbolIndex
+
+        return SymbolIndex(symbols)
+
+
+def _btf_module_type(prog: Program) -> Type:
+    try:
+        return prog.type("struct btf_module")
+    except LookupError:
+        pass
+    # Not in BTF when nothing outside kernel/bpf/btf.c uses it: declared as
+    # there (v5.11+; the members after btf are not read).
+    ptr = prog.pointer_type
+    return prog.struct_type(
+        "btf_module",
+        32,
+        [
+            _member(prog.type("struct list_head"), "list", 0),
+            _member(ptr(prog.type("struct module")), "module", 128),
+            _member(ptr(prog.type("struct btf")), "btf", 192),
+        ],
+    )
+
+
+def _member(t: Type, name: str, bit_offset: int) -> object:
+    from drgn import TypeMember
+
+    return TypeMember(t, name, bit_offset)
+
+
+def load_btf_debug_info(prog: Program, symbols: Sequence[str] = ()) -> DebugInfoSource:
+    """
+    Read the kernel through its BTF and kallsyms (see the module's
+    docstring) and record the :class:`DebugInfoSource` in ``prog.cache``.
+
+    :param symbols: ``-s`` arguments: a System.map (or a directory holding
+        one) for kernels before v6.0.
+    :raises MissingDebugInfo: this drgn cannot, the kernel has no BTF, no
+        kallsyms, a System.map of another build (exit code 5).
+    :raises BadBtf: damaged BTF (exit code 5).
+    """
+    why = btf_supported()
+    if why is not None:
+        raise MissingDebugInfo(why)
+    found = debuginfo_source(prog)
+    if found is not None and found.source.startswith("btf"):
+        return found
+    from .kallsyms import vmlinux_symbol_index
+
+    loader = _Loader(prog, symbols)
+    index, origin = vmlinux_symbol_index(prog, symbols, _core_path(prog))
+    loader.origins.append(origin)
+    prog.register_symbol_finder("drgn_balloon_vmlinux", index, enable_index=0)
+    vmlinux = loader.vmlinux_btf()
+    types = BtfTypes(prog, vmlinux)
+    prog.register_type_finder("drgn_balloon_btf", types.find, enable_index=0)
+    objects = BtfObjects(prog, types, loader.symbol)
+    prog.register_object_finder("drgn_balloon_btf", objects.find, enable_index=0)
+    modules = loader.module_kallsyms()
+    prog.register_symbol_finder("drgn_balloon_modules", modules, enable_index=-1)
+    loader.module_btfs(types)
+    source = "btf"
+    from .btf_layout import install_layout
+
+    laid_out = install_layout(prog, types, objects, loader.module_symbols)
+    if laid_out is not None:
+        source = "btf+layout"
+        loader.origins.append(laid_out)
+    result = DebugInfoSource(source, tuple(loader.origins), tuple(loader.notes))
+    prog.cache[DEBUGINFO_CACHE_KEY] = result
+    return result
+
+
+def use_btf(prog: Program, force: bool = False, symbols: Sequence[str] = ()) -> bool:
+    """
+    The choice of debug info: DWARF when drgn has the kernel's (``struct
+    page`` is known), else, or when *force* (``--btf``), BTF and kallsyms.
+
+    :return: whether BTF was loaded.
+    :raises MissingDebugInfo: BTF was needed and cannot be read.
+    """
+    if not force:
+        try:
+            prog.type("struct page")
+            return False
+        except LookupError:
+            pass
+    load_btf_debug_info(prog, symbols)
+    return True

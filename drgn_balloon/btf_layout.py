@@ -1,0 +1,289 @@
+"""
+struct vmballoon of a module without BTF
+----------------------------------------
+
+Kernels before v5.11 have no module BTF (``CONFIG_DEBUG_INFO_BTF_MODULES``),
+Debian 5.10 among them, but their vmlinux BTF describes every type
+``struct vmballoon`` is made of. The ``drgn_balloon.btf_layout`` module lays
+the structure out from the driver's own member list of its era
+(drivers/misc/vmw_balloon.c, as kernel-layouts.md quotes it), with each
+member's size and alignment from vmlinux BTF and the C rules (each member at
+the next multiple of its alignment, the whole padded to the largest), then
+checks the result against the dump before the report may use it: the list
+heads point to themselves or to ``struct page``\\ s, size and target are
+within the memory the kernel manages, the capabilities within the known
+bits. A layout that does not fit is refused with one line.
+"""
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from drgn import FaultError, Object, Program, Type, TypeKind, TypeMember, sizeof
+
+from .btf_objects import BtfObjects
+from .btf_types import BtfTypes
+from .errors import MissingDebugInfo
+
+__all__ = ["ERA_MEMBERS", "install_layout", "lay_out"]
+
+#: Capability bits of ``enum vmwballoon_capabilities`` (drivers/misc/
+#: vmw_balloon.c, v5.1 to v7.x: BASIC_CMDS 1<<1 ... 64_BIT_TARGET 1<<5).
+KNOWN_CAPABILITIES = 0x3E
+
+#: Member lists of ``struct vmballoon`` for the eras whose vmlinux can have
+#: BTF (v5.2+) while modules may lack it (< v5.11, or built without
+#: ``CONFIG_DEBUG_INFO_BTF_MODULES``): (era, source, members).
+ERA_MEMBERS: Tuple[Tuple[str, str, Tuple[Tuple[str, str], ...]], ...] = (
+    (
+        "C2",
+        "v5.3 to v5.19 with CONFIG_DEBUG_FS (kernel-layouts.md §1.C2, Debian 5.10.223)",
+        (
+            ("max_page_size", "enum vmballoon_page_size_type"),
+            ("size", "atomic64_t"),
+            ("target", "unsigned long"),
+            ("reset_required", "bool"),
+            ("capabilities", "unsigned long"),
+            ("batch_page", "struct vmballoon_batch_entry *"),
+            ("batch_max_pages", "unsigned int"),
+            ("page", "struct page *"),
+            ("shrink_timeout", "unsigned long"),
+            ("stats", "struct vmballoon_stats *"),
+            ("dbg_entry", "struct dentry *"),
+            ("b_dev_info", "struct balloon_dev_info"),
+            ("dwork", "struct delayed_work"),
+            ("huge_pages", "struct list_head"),
+            ("vmci_doorbell", "struct vmci_handle"),
+            ("conf_sem", "struct rw_semaphore"),
+            ("comm_lock", "spinlock_t"),
+            ("shrinker", "struct shrinker"),
+            ("shrinker_registered", "bool"),
+        ),
+    ),
+    (
+        "C2",
+        "v5.3 to v6.6 without dbg_entry (kernel-layouts.md §1.C2/§1.D1)",
+        (
+            ("max_page_size", "enum vmballoon_page_size_type"),
+            ("size", "atomic64_t"),
+            ("target", "unsigned long"),
+            ("reset_required", "bool"),
+            ("capabilities", "unsigned long"),
+            ("batch_page", "struct vmballoon_batch_entry *"),
+            ("batch_max_pages", "unsigned int"),
+            ("page", "struct page *"),
+            ("shrink_timeout", "unsigned long"),
+            ("stats", "struct vmballoon_stats *"),
+            ("b_dev_info", "struct balloon_dev_info"),
+            ("dwork", "struct delayed_work"),
+            ("huge_pages", "struct list_head"),
+            ("vmci_doorbell", "struct vmci_handle"),
+            ("conf_sem", "struct rw_semaphore"),
+            ("comm_lock", "spinlock_t"),
+            ("shrinker", "struct shrinker"),
+            ("shrinker_registered", "bool"),
+        ),
+    ),
+    (
+        "D1",
+        "v6.7 and later (kernel-layouts.md §1.D1, Debian 6.12.117)",
+        (
+            ("max_page_size", "enum vmballoon_page_size_type"),
+            ("size", "atomic64_t"),
+            ("target", "unsigned long"),
+            ("reset_required", "bool"),
+            ("capabilities", "unsigned long"),
+            ("batch_page", "struct vmballoon_batch_entry *"),
+            ("batch_max_pages", "unsigned int"),
+            ("page", "struct page *"),
+            ("shrink_timeout", "unsigned long"),
+            ("stats", "struct vmballoon_stats *"),
+            ("b_dev_info", "struct balloon_dev_info"),
+            ("dwork", "struct delayed_work"),
+            ("huge_pages", "struct list_head"),
+            ("vmci_doorbell", "struct vmci_handle"),
+            ("conf_sem", "struct rw_semaphore"),
+            ("comm_lock", "spinlock_t"),
+            ("shrinker", "struct shrinker *"),
+        ),
+    ),
+)
+
+#: struct vmballoon_stats (v4.20+, kernel-layouts.md §1.C1): all atomic64_t;
+#: VMW_BALLOON_STAT_NUM = 5 (timer, doorbell, reset, shrink, shrinkFree;
+#: v5.3+), VMW_BALLOON_PAGE_STAT_NUM = 5, VMW_BALLOON_CMD_NUM = 10 (the
+#: commands debugfs lists), two page sizes, two op stat types.
+STATS_MEMBERS = (("general_stat", (5,)), ("page_stat", (5, 2)), ("ops", (10, 2)))
+
+
+def _alignment(t: Type) -> int:
+    while t.kind == TypeKind.TYPEDEF:
+        t = t.type
+    if t.kind == TypeKind.ARRAY:
+        return _alignment(t.type)
+    if t.kind in (TypeKind.STRUCT, TypeKind.UNION):
+        return max((_alignment(m.type) for m in t.members or ()), default=1)
+    if t.kind == TypeKind.ENUM:
+        return _alignment(t.type) if t.type is not None else 4
+    return max(int(sizeof(t)), 1)
+
+
+class _Types:
+    """Member types: vmlinux BTF, or declared here where it has none."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+
+    def get(self, spec: str) -> Type:
+        prog = self.prog
+        if spec == "enum vmballoon_page_size_type":
+            # enum vmballoon_page_size_type { VMW_BALLOON_4K_PAGE,
+            # VMW_BALLOON_2M_PAGE, VMW_BALLOON_LAST_SIZE = VMW_BALLOON_2M_PAGE }
+            from drgn import TypeEnumerator
+
+            return prog.enum_type(
+                "vmballoon_page_size_type",
+                prog.int_type("unsigned int", 4, False),
+                [
+                    TypeEnumerator("VMW_BALLOON_4K_PAGE", 0),
+                    TypeEnumerator("VMW_BALLOON_2M_PAGE", 1),
+                    TypeEnumerator("VMW_BALLOON_LAST_SIZE", 1),
+                ],
+            )
+        if spec == "struct vmci_handle":
+            # include/linux/vmw_vmci_defs.h: struct vmci_handle { u32 context;
+            # u32 resource; } (vmw_vmci is a module: not in vmlinux BTF).
+            try:
+                return prog.type(spec)
+            except LookupError:
+                u32 = prog.int_type("unsigned int", 4, False)
+                return prog.struct_type(
+                    "vmci_handle",
+                    8,
+                    [TypeMember(u32, "context", 0), TypeMember(u32, "resource", 32)],
+                )
+        if spec == "struct vmballoon_batch_entry *":
+            return prog.pointer_type(prog.struct_type("vmballoon_batch_entry"))
+        if spec == "struct vmballoon_stats *":
+            return prog.pointer_type(self.stats())
+        return prog.type(spec)
+
+    def stats(self) -> Type:
+        prog = self.prog
+        atomic64 = prog.type("atomic64_t")
+        members = []
+        offset = 0
+        for name, dims in STATS_MEMBERS:
+            t = atomic64
+            for n in reversed(dims):
+                t = prog.array_type(t, n)
+            members.append(TypeMember(t, name, offset * 8))
+            offset += sizeof(t)
+        return prog.struct_type("vmballoon_stats", offset, members)
+
+
+def lay_out(prog: Program, members: Sequence[Tuple[str, str]]) -> Type:
+    """``struct vmballoon`` from a member list, by the C layout rules.
+
+    :raises LookupError: if vmlinux BTF lacks a member's type.
+    """
+    types = _Types(prog)
+    out = []
+    offset = 0
+    largest = 1
+    for name, spec in members:
+        t = types.get(spec)
+        align = _alignment(t)
+        largest = max(largest, align)
+        offset = (offset + align - 1) // align * align
+        out.append(TypeMember(t, name, offset * 8))
+        offset += sizeof(t)
+    size = (offset + largest - 1) // largest * largest
+    return prog.struct_type("vmballoon", size, out)
+
+
+def _problem(prog: Program, obj: Object) -> Optional[str]:
+    """Why *obj* is not this kernel's struct vmballoon, or ``None``."""
+    from .memory import _totalram
+    from .pages import page_geometry
+
+    try:
+        total = _totalram(prog)
+        geometry = page_geometry(prog)
+        size = obj.size.counter.value_()
+        target = obj.target.value_()
+        caps = obj.capabilities.value_()
+        if size > total or target > total:
+            return f"size {size} or target {target} beyond MemTotal ({total} pages)"
+        if caps & ~KNOWN_CAPABILITIES:
+            return f"capabilities {caps:#x} has unknown bits"
+        if obj.max_page_size.value_() not in (0, 1) or obj.reset_required.value_() > 1:
+            return "max_page_size or reset_required out of range"
+        heads = [obj.b_dev_info.pages, obj.huge_pages]
+        nonzero = 0
+        for head in heads:
+            own = head.address_
+            for ptr in (head.next.value_(), head.prev.value_()):
+                if ptr == 0:
+                    continue
+                nonzero += 1
+                if ptr == own:
+                    continue
+                if geometry.page_to_pfn(ptr - geometry.lru) is None:
+                    return f"list head {own:#x} points to {ptr:#x}, not a struct page"
+        if nonzero and nonzero != 4:
+            return "list heads half zero"
+    except FaultError as e:
+        return f"not in the dump: {e}"
+    except (LookupError, AttributeError, TypeError) as e:
+        return str(e)
+    return None
+
+
+def install_layout(
+    prog: Program,
+    types: BtfTypes,
+    objects: BtfObjects,
+    module_symbols: Dict[str, Dict[str, Tuple[int, int]]],
+) -> Optional[str]:
+    """
+    If a balloon module is loaded without BTF, make the object finder lay
+    out its ``balloon`` (checked against the dump when first read).
+
+    :return: what the layout comes from, or ``None`` if not needed.
+    """
+    name = next(
+        (n for n in ("vmw_balloon", "vmware_balloon") if n in module_symbols), None
+    )
+    if name is None or name in types.modules or "balloon" not in module_symbols[name]:
+        return None
+    cache: Dict[int, Object] = {}
+    failures: List[str] = []
+
+    def build(symbol: str, address: int) -> Optional[Object]:
+        if symbol != "balloon":
+            return None
+        if address in cache:
+            return cache[address]
+        for era, source, members in ERA_MEMBERS:
+            try:
+                t = lay_out(prog, members)
+            except LookupError as e:
+                failures.append(f"{era} ({source}): {e}")
+                continue
+            obj = Object(prog, t, address=address)
+            problem = _problem(prog, obj)
+            if problem is None:
+                cache[address] = obj
+                return obj
+            failures.append(f"{era} ({source}): {problem}")
+        raise MissingDebugInfo(
+            f"{name} has no BTF (kernel built without CONFIG_DEBUG_INFO_BTF_MODULES) "
+            "and no known member list of struct vmballoon fits the dump ("
+            + "; ".join(failures)
+            + f"): pass {name}.ko with debug info with -s"
+        )
+
+    override: Callable[[str, int], Optional[Object]] = build
+    objects.overrides["balloon"] = override
+    return (
+        f"struct vmballoon laid out from the driver's member list ({name} has no BTF)"
+    )
