@@ -20,7 +20,6 @@ pointers or arrays, a string offset past the string section.
 """
 
 import struct
-from array import array
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import MissingDebugInfo
@@ -133,6 +132,13 @@ CHAIN_KINDS = frozenset(
     )
 )
 
+# Record layout by the top byte of info (kind_flag and kind): (fixed
+# bytes, bytes per vlen item), None for an unknown kind.
+_BY_TOP_BYTE: Tuple[Optional[Tuple[int, int]], ...] = tuple(
+    _EXTRA[b & 0x1F] if (b & 0x1F) < len(_EXTRA) and not (b & 0x60) else None
+    for b in range(256)
+)
+
 #: Longest chain of CHAIN_KINDS followed before the BTF is called damaged.
 MAX_CHAIN = 64
 
@@ -230,7 +236,7 @@ class Btf:
         self.type_end = self.type_start + type_len
         self.str_start = hdr_len + str_off
         self.str_end = self.str_start + str_len
-        if str_len and self.data[self.str_start] != 0:
+        if base is None and str_len and self.data[self.str_start] != 0:
             raise BadBtf(f"{what}'s string section does not start with an empty string")
         if str_len and self.data[self.str_end - 1] != 0:
             raise BadBtf(f"{what}'s string section does not end with a NUL")
@@ -241,52 +247,58 @@ class Btf:
             self.start_id = base.start_id + base.count
             self.str_base = base.str_base + (base.str_end - base.str_start)
         self._unpack3 = struct.Struct(e + "III").unpack_from
-        self._offsets = array("L")
-        self._by_name_off: Dict[int, List[int]] = {}
+        self._offsets: List[int] = []
+        self._index_: Optional[_Index] = None
+        self._strtab: Optional[Tuple[Dict[bytes, int], Dict[bytes, List[int]]]] = None
         self._strings: Dict[int, str] = {}
-        self._enumerators: Optional[Dict[int, Tuple[int, int]]] = None
         self._scan()
 
     def _scan(self) -> None:
-        # One pass over the type section: where each record starts, and the
-        # name offsets of the types looked up by name.
+        # One pass over the type section: where each record starts. The
+        # kind (and kind_flag) is the top byte of info, vlen its low 16 bits.
         data = self.data
-        unpack = self._unpack3
-        extra = _EXTRA
-        named = _NAMED_KINDS
-        by_name = self._by_name_off
+        if self.endian == "<":
+            top, lo, hi = 7, 4, 5
+        else:
+            top, lo, hi = 4, 7, 6
+        table = _BY_TOP_BYTE
         offsets = self._offsets
         append = offsets.append
         pos = self.type_start
         end = self.type_end
-        type_id = self.start_id
-        nkinds = len(extra)
         while pos < end:
             if pos + 12 > end:
                 raise BadBtf(
-                    f"{self.name} BTF is truncated: type {type_id} is cut short"
+                    f"{self.name} BTF is truncated: type "
+                    f"{self.start_id + len(offsets)} is cut short"
                 )
-            name_off, info, _ = unpack(data, pos)
-            kind = (info >> 24) & 0x1F
-            if kind >= nkinds or kind == 0:
-                raise BadBtf(f"{self.name} BTF: type {type_id} has unknown kind {kind}")
-            entry = extra[kind]
-            assert entry is not None
+            entry = table[data[pos + top]]
+            if entry is None:
+                raise BadBtf(
+                    f"{self.name} BTF: type {self.start_id + len(offsets)} has "
+                    f"unknown kind {data[pos + top] & 0x1F}"
+                )
             fixed, per = entry
             append(pos)
-            if name_off and kind in named:
-                ids = by_name.get(name_off)
-                if ids is None:
-                    by_name[name_off] = [type_id]
-                else:
-                    ids.append(type_id)
-            pos += 12 + fixed + per * (info & 0xFFFF)
-            type_id += 1
+            if per:
+                pos += 12 + fixed + per * (data[pos + lo] | data[pos + hi] << 8)
+            else:
+                pos += 12 + fixed
         if pos != end:
             raise BadBtf(
-                f"{self.name} BTF is truncated: type {type_id - 1} runs past the "
-                "type section"
+                f"{self.name} BTF is truncated: type "
+                f"{self.start_id + len(offsets) - 1} runs past the type section"
             )
+
+    def _index(self) -> "_Index":
+        if self._index_ is None:
+            try:
+                if self.count < 5000:  # a module: not worth importing NumPy
+                    raise ImportError
+                self._index_ = _NumpyIndex(self)
+            except ImportError:
+                self._index_ = _Index(self)
+        return self._index_
 
     # -- strings -----------------------------------------------------------
 
@@ -354,10 +366,11 @@ class Btf:
         wanted = frozenset(kinds)
         out = []
         for btf in self._chain():
+            index = btf._index()
             for off in btf._string_offsets_local(name):
-                for type_id in btf._by_name_off.get(off, ()):
-                    if not wanted or btf.type(type_id).kind in wanted:
-                        out.append(type_id)
+                for i in index.types_named(off):
+                    if not wanted or index.kind(i) in wanted:
+                        out.append(btf.start_id + i)
         return out
 
     def _chain(self) -> "List[Btf]":
@@ -370,50 +383,50 @@ class Btf:
         return chain
 
     def _string_offsets_local(self, name: str) -> List[int]:
-        # Offsets of *name* in this BTF's own string section, as type records
-        # of *this* BTF may use them; a split BTF's types may also name base
-        # strings.
-        needle = b"\0" + name.encode() + b"\0"
+        # Offsets of *name* in this BTF's string section and its base's (a
+        # split BTF's types may name base strings).
+        key = name.encode()
         out = []
         btf: Optional[Btf] = self
         while btf is not None:
-            pos = btf.data.find(needle, btf.str_start, btf.str_end)
-            while pos >= 0:
-                out.append(pos + 1 - btf.str_start + btf.str_base)
-                pos = btf.data.find(needle, pos + 1, btf.str_end)
+            first, more = btf._string_table()
+            found = first.get(key)
+            if found is not None:
+                out.append(found)
+                out.extend(more.get(key, ()))
             btf = btf.base
         return out
 
+    def _string_table(self) -> Tuple[Dict[bytes, int], Dict[bytes, List[int]]]:
+        # string -> its offset (pahole writes each string once; any further
+        # copies go to the second dict).
+        if self._strtab is None:
+            first: Dict[bytes, int] = {}
+            more: Dict[bytes, List[int]] = {}
+            off = self.str_base
+            for s in self.data[self.str_start : self.str_end].split(b"\0"):
+                if s in first:
+                    more.setdefault(s, []).append(off)
+                else:
+                    first[s] = off
+                off += len(s) + 1
+            self._strtab = (first, more)
+        return self._strtab
+
     def ids_of_kind(self, kinds: Iterable[int]) -> List[int]:
         """All type IDs of this BTF (not the base's) of the given kinds."""
-        wanted = frozenset(kinds)
-        out = []
-        data = self.data
-        for i, pos in enumerate(self._offsets):
-            if (
-                data[pos + 7] if self.endian == "<" else data[pos + 4]
-            ) & 0x1F in wanted:
-                out.append(self.start_id + i)
-        return out
+        return [self.start_id + i for i in self._index().of_kinds(kinds)]
 
     def enumerator(self, name: str) -> Optional[Tuple[int, int]]:
         """(enum type ID, value) of the enumerator *name* in this BTF's own
         types (not the base's), or ``None``."""
-        if self._enumerators is None:
-            index: Dict[int, Tuple[int, int]] = {}
-            unpack = struct.Struct(self.endian + "I").unpack_from
-            for type_id in self.ids_of_kind((Kind.ENUM, Kind.ENUM64)):
-                t = self.type(type_id)
-                step = 12 if t.kind == Kind.ENUM64 else 8
-                for i in range(t.vlen):
-                    (name_off,) = unpack(self.data, t.offset + step * i)
-                    index.setdefault(name_off, (type_id, i))
-            self._enumerators = index
+        index = self._index()
         for off in self._string_offsets_local(name):
-            found = self._enumerators.get(off)
+            found = index.enumerator_named(off)
             if found is not None:
-                type_id, i = found
-                return type_id, self.enumerators(self.type(type_id))[i].value
+                i, n = found
+                t = self.type(self.start_id + i)
+                return t.id, self.enumerators(t)[n].value
         return None
 
     def _u32s(self, t: BtfType, n: int, fmt: str) -> Tuple[int, ...]:
@@ -561,3 +574,102 @@ def parse_split(
             f"{start_id}, vmlinux BTF has {base.count} types"
         )
     return btf
+
+
+class _Index:
+    """Which types have which name offsets and kinds, and where each
+    enumerator's name is: with NumPy (sorted arrays) or without (dicts)."""
+
+    def __init__(self, btf: Btf) -> None:
+        data = btf.data
+        offsets = btf._offsets
+        unpack = struct.Struct(btf.endian + "II").unpack_from
+        self.kinds = bytearray(len(offsets))
+        by_name: Dict[int, List[int]] = {}
+        enums: Dict[int, Tuple[int, int]] = {}
+        for i, pos in enumerate(offsets):
+            name_off, info = unpack(data, pos)
+            kind = (info >> 24) & 0x1F
+            self.kinds[i] = kind
+            if name_off:
+                found = by_name.get(name_off)
+                if found is None:
+                    by_name[name_off] = [i]
+                else:
+                    found.append(i)
+            if kind == Kind.ENUM or kind == Kind.ENUM64:
+                step = 12 if kind == Kind.ENUM64 else 8
+                for n in range(info & 0xFFFF):
+                    (enum_off,) = struct.unpack_from(
+                        btf.endian + "I", data, pos + 12 + step * n
+                    )
+                    if enum_off not in enums:
+                        enums[enum_off] = (i, n)
+        self.by_name = by_name
+        self.enums = enums
+
+    def types_named(self, name_off: int) -> List[int]:
+        return self.by_name.get(name_off, [])
+
+    def kind(self, i: int) -> int:
+        return self.kinds[i]
+
+    def of_kinds(self, kinds: Iterable[int]) -> List[int]:
+        wanted = frozenset(kinds)
+        return [i for i, k in enumerate(self.kinds) if k in wanted]
+
+    def enumerator_named(self, name_off: int) -> Optional[Tuple[int, int]]:
+        return self.enums.get(name_off)
+
+
+class _NumpyIndex(_Index):
+    """:class:`_Index` on sorted NumPy arrays (about 10x faster to build)."""
+
+    def __init__(self, btf: Btf) -> None:
+        import numpy as np
+
+        data = btf.data
+        words = np.frombuffer(data, dtype=btf.endian + "u4", count=len(data) // 4)
+        pos = np.asarray(btf._offsets, dtype=np.int64)
+        if len(pos) and int(pos[0]) % 4:
+            raise ImportError  # not 4-aligned: take the slow path
+        word = pos // 4
+        names = words[word]
+        info = words[word + 1]
+        self.kinds = ((info >> 24) & 0x1F).astype(np.uint8).tobytes()  # type: ignore[assignment]
+        order = np.argsort(names, kind="stable")
+        self._name_order = order
+        self._names_sorted = names[order]
+        # Every enumerator's name offset: ENUM has 2 words per item, ENUM64 3.
+        kinds = (info >> 24) & 0x1F
+        enum_i = np.flatnonzero((kinds == Kind.ENUM) | (kinds == Kind.ENUM64))
+        vlen = (info[enum_i] & 0xFFFF).astype(np.int64)
+        step = np.where(kinds[enum_i] == Kind.ENUM64, 3, 2).astype(np.int64)
+        total = int(vlen.sum())
+        owner = np.repeat(np.arange(len(enum_i)), vlen)
+        within = np.arange(total, dtype=np.int64) - np.repeat(
+            np.cumsum(vlen) - vlen, vlen
+        )
+        enum_words = word[enum_i][owner] + 3 + within * step[owner]
+        enum_names = words[enum_words]
+        eorder = np.argsort(enum_names, kind="stable")
+        self._enum_sorted = enum_names[eorder]
+        self._enum_type = enum_i[owner][eorder]
+        self._enum_n = within[eorder]
+        self._np = np
+
+    def types_named(self, name_off: int) -> List[int]:
+        lo = int(self._np.searchsorted(self._names_sorted, name_off, "left"))
+        hi = int(self._np.searchsorted(self._names_sorted, name_off, "right"))
+        return [int(i) for i in self._name_order[lo:hi]]
+
+    def of_kinds(self, kinds: Iterable[int]) -> List[int]:
+        np = self._np
+        array = np.frombuffer(self.kinds, dtype=np.uint8)
+        return [int(i) for i in np.flatnonzero(np.isin(array, list(kinds)))]
+
+    def enumerator_named(self, name_off: int) -> Optional[Tuple[int, int]]:
+        i = int(self._np.searchsorted(self._enum_sorted, name_off, "left"))
+        if i < len(self._enum_sorted) and int(self._enum_sorted[i]) == name_off:
+            return int(self._enum_type[i]), int(self._enum_n[i])
+        return None
