@@ -64,6 +64,11 @@ DECLARATIONS: Dict[str, Declaration] = {
     "totalreserve_pages": Declaration("unsigned long", None, "mm/page_alloc.c"),
     "max_pfn": Declaration("unsigned long", None, "mm/memblock.c"),
     "mem_map": Declaration("struct page *", None, "mm/memory.c (FLATMEM)"),
+    "mem_section": Declaration(
+        "struct mem_section **", None, "mm/sparse.c (SPARSEMEM_EXTREME)"
+    ),
+    "jiffies_64": Declaration("u64", None, "kernel/time/timer.c"),
+    "jiffies": Declaration("unsigned long", None, "include/linux/jiffies.h"),
     "blockdev_superblock": Declaration("struct super_block *", None, "block/bdev.c"),
     "all_bdevs": Declaration("struct list_head", None, "fs/block_dev.c (< v5.9)"),
     "swapper_spaces": Declaration(
