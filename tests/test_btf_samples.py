@@ -1,0 +1,144 @@
+"""
+BTF mode on the real sample dumps: where a sample has both DWARF and BTF,
+the two reports must agree key by key (every JSON key but ``debuginfo``);
+samples of kernels without BTF must be refused in one line; stock-kernel
+samples (no debug files at all) are read through BTF by test_samples.py and
+held to the same ground truth as the others. Also: System.map checks.
+
+Point DRGN_BALLOON_SAMPLES at another directory of samples (e.g. new ones
+under /var/tmp) to run these there.
+"""
+
+import json
+
+import pytest
+
+from drgn_balloon import _samples
+from drgn_balloon.btf_debuginfo import btf_supported, debuginfo_source
+from drgn_balloon.errors import EXIT_NO_DEBUG_INFO, BalloonError, MissingDebugInfo
+from drgn_balloon.kallsyms import SystemMapMismatch, system_map_symbols
+from drgn_balloon.report import balloon_report
+
+SAMPLES = _samples.sample_names()
+NO_BTF_MODE = btf_supported()
+
+needs_btf_mode = pytest.mark.skipif(NO_BTF_MODE is not None, reason=str(NO_BTF_MODE))
+
+
+def _open_btf(name):
+    # (program, None) or (None, the error) for a sample read through BTF.
+    try:
+        return _samples.open_sample(name, btf=True), None
+    except MissingDebugInfo as e:
+        return None, e
+
+
+_cache = {}
+
+
+def btf_program(name):
+    if name not in _cache:
+        _cache[name] = _open_btf(name)
+    return _cache[name]
+
+
+def report_dict(prog):
+    try:
+        report = balloon_report(prog)
+    except BalloonError as e:
+        return {"error": {"kind": e.kind, "exit_code": e.exit_code}}
+    d = json.loads(json.dumps(report.to_dict()))
+    d.pop("debuginfo", None)
+    return d
+
+
+def samples_with(debug: bool):
+    return [
+        n for n in SAMPLES if bool(_samples.manifest(n).get("debug_files")) == debug
+    ]
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", samples_with(debug=True))
+def test_btf_report_equals_dwarf_report(name):
+    prog, error = btf_program(name)
+    if error is not None:
+        # The sample kernels built from tinyconfig have no BTF: refused in
+        # one line, exit code 5, naming what is missing.
+        assert error.exit_code == EXIT_NO_DEBUG_INFO
+        # (5.10 says first that it needs a System.map for its symbols.)
+        assert "\n" not in error.message
+        assert "no BTF" in error.message or "System.map" in error.message
+        return
+    assert debuginfo_source(prog).source in ("btf", "btf+layout")
+    dwarf = _samples.open_sample(name)
+    ours, theirs = report_dict(prog), report_dict(dwarf)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert ours[key] == theirs[key], key
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", samples_with(debug=False))
+def test_stock_sample_read_with_no_debug_files(name):
+    prog, error = btf_program(name)
+    assert error is None, error
+    source = debuginfo_source(prog)
+    assert source.source in ("btf", "btf+layout")
+    m = _samples.manifest(name)
+    kallsyms = (m.get("stock") or {}).get("vmcoreinfo_kallsyms")
+    if kallsyms:
+        assert source.origins[0] == "kallsyms (VMCOREINFO)"
+    assert any(o.startswith("vmlinux BTF") for o in source.origins)
+
+
+# -- System.map ---------------------------------------------------------------
+
+MAP = "\n".join(
+    [f"ffffffff81{i:06x} T func{i}" for i in range(200)]
+    + [
+        "ffffffff82000000 D init_uts_ns",
+        "ffffffff82100000 B swapper_pg_dir",
+    ]
+)
+INFO = (
+    b"OSRELEASE=5.10.0-30-amd64\n"
+    b"SYMBOL(init_uts_ns)=ffffffff8a000000\n"
+    b"SYMBOL(swapper_pg_dir)=ffffffff8a100000\n"
+    b"KERNELOFFSET=8000000\n"
+)
+
+
+def test_system_map_relocated_by_kerneloffset(tmp_path):
+    path = tmp_path / "System.map-5.10.0-30-amd64"
+    path.write_text(MAP)
+    symbols = {n: a for n, a, _ in system_map_symbols(str(path), INFO)}
+    assert symbols["init_uts_ns"] == 0xFFFFFFFF8A000000
+    assert symbols["func1"] == 0xFFFFFFFF89000001
+
+
+def test_system_map_of_another_build_refused(tmp_path):
+    path = tmp_path / "System.map"
+    path.write_text(MAP.replace("ffffffff82100000 B", "ffffffff82100040 B"))
+    with pytest.raises(SystemMapMismatch, match="another kernel build") as e:
+        system_map_symbols(str(path), INFO)
+    assert e.value.exit_code == EXIT_NO_DEBUG_INFO
+    assert "System.map-5.10.0-30-amd64" in e.value.message
+
+
+def test_debian_placeholder_system_map_refused(tmp_path):
+    # What Debian's linux-image packages ship in /boot.
+    path = tmp_path / "System.map-5.10.0-30-amd64"
+    path.write_text(
+        "ffffffffffffffff B The real System.map is in the "
+        "linux-image-<version>-dbg package\n"
+    )
+    with pytest.raises(SystemMapMismatch, match="not a System.map"):
+        system_map_symbols(str(path), INFO)
+
+
+def test_system_map_that_cannot_be_checked_refused(tmp_path):
+    path = tmp_path / "System.map"
+    path.write_text(MAP)
+    with pytest.raises(SystemMapMismatch, match="cannot check"):
+        system_map_symbols(str(path), b"OSRELEASE=5.10.0\n")
