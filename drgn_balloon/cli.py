@@ -297,6 +297,10 @@ def _open_program(
 
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``balloon-report`` console script."""
+    if "--json-lines" in (sys.argv[1:] if argv is None else argv):
+        from .fleet import main as fleet_main  # many dumps, one JSON line each
+
+        return fleet_main(argv)
     parser = argparse.ArgumentParser(
         prog="balloon-report",
         description="Where did my memory go? Report the VMware balloon of a "
