@@ -264,7 +264,12 @@ class _Loader:
         return out
 
     def module_kallsyms(self) -> object:
-        from drgn.helpers.linux.kallsyms import module_kallsyms
+        try:
+            from drgn.helpers.linux.kallsyms import module_kallsyms
+        except ImportError:  # drgn 0.0.31: the same function, private
+            from drgn.helpers.linux.kallsyms import (  # type: ignore[attr-defined,no-redef]
+                _module_kallsyms as module_kallsyms,
+            )
 
         from .system import for_each_loaded_module
 

@@ -213,8 +213,12 @@ def vmlinux_symbol_index(
         except Exception as e:  # noqa: BLE001 (drgn raises several kinds)
             if live:
                 raise KallsymsMissing(f"cannot read /proc/kallsyms: {e}") from None
+            import drgn
+
             raise KallsymsMissing(
-                f"cannot read the kernel's kallsyms from the dump: {e}"
+                "cannot read the kernel's kallsyms from the dump with drgn "
+                f"{getattr(drgn, '__version__', '?')} ({e}): a newer drgn may "
+                "(0.3.0 reads those of Linux 7.x), or pass the vmlinux with -s"
             ) from None
         return index, "/proc/kallsyms" if live else "kallsyms (VMCOREINFO)"
     problems: List[str] = []
