@@ -66,6 +66,9 @@ _BY_DRGN_KIND: Dict[TypeKind, Tuple[int, ...]] = {
     TypeKind.FLOAT: (Kind.FLOAT,),
 }
 
+# Kinds a bit field's type may pass through on the way to its integer.
+_TRANSPARENT = (Kind.TYPEDEF, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG)
+
 LazyType = Callable[[], Union[Type, Object]]
 
 
@@ -211,6 +214,8 @@ class BtfTypes:
     def _compound(self, btf: Btf, t: BtfType) -> Type:
         members = []
         for m in btf.members(t):
+            if m.bit_field_size:
+                self._check_bit_field(btf, t, m.type, m.bit_field_size)
             lazy = self._lazy(btf, m.type, m.bit_field_size)
             shape = RESHAPED.get((t.name, m.name))
             if shape is not None:
@@ -218,6 +223,22 @@ class BtfTypes:
             members.append(TypeMember(lazy, m.name or None, m.bit_offset))
         make = self.prog.struct_type if t.kind == Kind.STRUCT else self.prog.union_type
         return make(t.name or None, t.size_or_type, members)
+
+    @staticmethod
+    def _check_bit_field(btf: Btf, t: BtfType, type_id: int, bits: int) -> None:
+        # Checked here, from the records: drgn would refuse it later, inside
+        # a lazy member, where the error is harder to report.
+        base = btf.resolve(type_id, _TRANSPARENT)
+        target = btf.type(base) if base else None
+        if (
+            target is None
+            or target.kind not in (Kind.INT, Kind.ENUM, Kind.ENUM64)
+            or bits > 8 * target.size_or_type
+        ):
+            raise BadBtf(
+                f"{btf.name} BTF: struct {t.name or t.id} has a bit field of "
+                f"{bits} bits of type {type_id}"
+            )
 
     def _reshaped(
         self,

@@ -31,7 +31,12 @@ def program_for(btf):
         )
     )
     types = BtfTypes(prog, btf)
-    prog.register_type_finder("btf", types.find, enable_index=0)
+    try:
+        prog.register_type_finder("btf", types.find, enable_index=0)
+    except AttributeError:  # drgn < 0.0.27: the older hook
+        prog.add_type_finder(
+            lambda kind, name, file: types.find(prog, {kind}, name, file)
+        )
     return prog, types
 
 
@@ -134,7 +139,7 @@ def bad(data, match):
         prog, types = program_for(btf)
         for type_id in range(1, btf.end_id):
             if btf.type(type_id).kind not in (Kind.DATASEC, Kind.DECL_TAG):
-                str(types.type(btf, type_id))
+                types.type(btf, type_id).type_name()
     assert info.value.exit_code == EXIT_NO_DEBUG_INFO
     assert "\n" not in info.value.message
     return info.value
@@ -195,7 +200,7 @@ def test_fuzz():
     # a result) is a bug; so is a hang (no loop in the parser is unbounded).
     data, _ = sample_btf()
     rng = random.Random(0xB7F)
-    outcomes = {"ok": 0, "bad": 0, "drgn": 0}
+    outcomes = {"ok": 0, "bad": 0}
     for case in range(400):
         buf = bytearray(data)
         for _ in range(rng.randint(1, 3)):
@@ -224,7 +229,8 @@ def test_fuzz():
                 if btf.type(type_id).kind in (Kind.DATASEC, Kind.DECL_TAG):
                     continue  # not types
                 t = types.type(btf, type_id)
-                str(t)
+                if t.kind != TypeKind.FUNCTION:  # drgn 0.0.31 cannot format one
+                    str(t)
                 if t.kind in (TypeKind.STRUCT, TypeKind.UNION) and t.is_complete():
                     for m in t.members:
                         _ = m.type
@@ -235,11 +241,8 @@ def test_fuzz():
         except BadBtf as e:
             assert "\n" not in e.message, (case, e.message)
             outcomes["bad"] += 1
-        except ValueError as e:
-            # drgn refusing what the BTF describes (e.g. a bit field wider
-            # than its type): the entry points report it as bad debug info.
-            outcomes["drgn"] += 1
-            assert str(e), case
+        except Exception as e:  # noqa: BLE001
+            raise AssertionError(f"case {case}: {type(e).__name__}: {e}") from e
     assert outcomes["ok"] > 20 and outcomes["bad"] > 100, outcomes
 
 
