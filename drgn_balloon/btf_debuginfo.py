@@ -39,7 +39,9 @@ __all__ = [
     "DEBUGINFO_CACHE_KEY",
     "DebugInfoSource",
     "btf_supported",
+    "debuginfo_dict",
     "debuginfo_source",
+    "debuginfo_text",
     "load_btf_debug_info",
     "record_dwarf_source",
     "use_btf",
@@ -62,6 +64,32 @@ class DebugInfoSource(NamedTuple):
     #: Problems met on the way that did not stop the report (e.g. a module
     #: whose BTF was damaged, not the balloon's).
     notes: Tuple[str, ...] = ()
+
+
+def _source_dict(source: DebugInfoSource) -> Dict[str, object]:
+    return {
+        "source": source.source,
+        "from": list(source.origins),
+        "notes": list(source.notes),
+    }
+
+
+def debuginfo_dict(prog: Program) -> Optional[Dict[str, object]]:
+    """The JSON ``debuginfo`` object: ``{"source": "dwarf" | "btf" |
+    "btf+layout", "from": [...], "notes": [...]}``, or ``None``."""
+    source = debuginfo_source(prog)
+    return _source_dict(source) if source is not None else None
+
+
+def debuginfo_text(prog: Program) -> Optional[str]:
+    """One line for the text report, e.g. ``btf (kallsyms (VMCOREINFO),
+    vmlinux BTF (memory, 4,360,537 bytes), ...)``, or ``None``."""
+    source = debuginfo_source(prog)
+    if source is None:
+        return None
+    if not source.origins:
+        return source.source
+    return f"{source.source} ({', '.join(source.origins)})"
 
 
 def debuginfo_source(prog: Program) -> Optional[DebugInfoSource]:
@@ -316,13 +344,17 @@ def _member(t: Type, name: str, bit_offset: int) -> object:
     return TypeMember(t, name, bit_offset)
 
 
-def load_btf_debug_info(prog: Program, symbols: Sequence[str] = ()) -> DebugInfoSource:
+def load_btf_debug_info(
+    prog: Program, symbols: Sequence[str] = (), module_btf: bool = True
+) -> DebugInfoSource:
     """
     Read the kernel through its BTF and kallsyms (see the module's
     docstring) and record the :class:`DebugInfoSource` in ``prog.cache``.
 
     :param symbols: ``-s`` arguments: a System.map (or a directory holding
         one) for kernels before v6.0.
+    :param module_btf: read modules' BTF (``False``: lay out the balloon
+        as for a kernel without module BTF; for tests and comparisons).
     :raises MissingDebugInfo: this drgn cannot, the kernel has no BTF, no
         kallsyms, a System.map of another build (exit code 5).
     :raises BadBtf: damaged BTF (exit code 5).
@@ -346,7 +378,8 @@ def load_btf_debug_info(prog: Program, symbols: Sequence[str] = ()) -> DebugInfo
     prog.register_object_finder("drgn_balloon_btf", objects.find, enable_index=0)
     modules = loader.module_kallsyms()
     prog.register_symbol_finder("drgn_balloon_modules", modules, enable_index=-1)
-    loader.module_btfs(types)
+    if module_btf:
+        loader.module_btfs(types)
     source = "btf"
     from .btf_layout import install_layout
 

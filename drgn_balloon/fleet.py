@@ -106,11 +106,9 @@ def report_one(dump: str, args: argparse.Namespace) -> Dict[str, Any]:
     out: Dict[str, Any] = {"dump": dump}
     out.update(report.to_dict())
     if "debuginfo" not in out:
-        from .btf_debuginfo import debuginfo_source
+        from .btf_debuginfo import debuginfo_dict
 
-        source = debuginfo_source(prog)
-        if source is not None:
-            out["debuginfo"] = {"source": source.source, "from": list(source.origins)}
+        out["debuginfo"] = debuginfo_dict(prog)
     out["exit_code"] = EXIT_FINDINGS if report.findings else EXIT_OK
     return out
 

@@ -108,6 +108,42 @@ def test_old_drgn_says_which_it_needs():
     pytest.fail("no sample to try")
 
 
+def balloon_with_btf():
+    # Samples read through BTF with the balloon module's own BTF.
+    out = []
+    for name in SAMPLES:
+        m = _samples.manifest(name)
+        if m.get("vmware") and m.get("balloon_module_loaded", True):
+            out.append(name)
+    return out
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", balloon_with_btf())
+def test_layout_report_equals_btf_report(name):
+    # struct vmballoon laid out from its era's member list with vmlinux BTF's
+    # sizes (the path of kernels without module BTF) reads the same as the
+    # module's own BTF.
+    import drgn
+
+    from drgn_balloon.btf_debuginfo import load_btf_debug_info
+    from drgn_balloon.debuginfo import remember_core_dump_path
+
+    prog, error = btf_program(name)
+    if error is not None or "vmw_balloon BTF" not in " ".join(
+        debuginfo_source(prog).origins
+    ):
+        pytest.skip(f"{name} has no balloon module BTF to compare with: {error}")
+    laid = drgn.Program()
+    laid.set_core_dump(_samples.vmcore(name))
+    remember_core_dump_path(laid, _samples.vmcore(name))
+    assert load_btf_debug_info(laid, module_btf=False).source == "btf+layout"
+    ours, theirs = report_dict(laid), report_dict(prog)
+    assert "error" not in ours, ours
+    for key in theirs:
+        assert ours[key] == theirs[key], key
+
+
 # -- System.map ---------------------------------------------------------------
 
 MAP = "\n".join(
