@@ -69,10 +69,14 @@ def main() -> int:
     args = parser.parse_args()
     base = [sys.executable, "-m", "drgn_balloon.cli", args.vmcore, "--json"]
     results: Dict[str, Any] = {}
-    results["btf"] = measure(base + ["--btf"], args.repeat)
+    modes = {"btf": base + ["--btf"]}
     if args.symbols:
-        dwarf = base + [a for s in args.symbols for a in ("-s", s)]
-        results["dwarf"] = measure(dwarf, args.repeat)
+        modes["dwarf"] = base + [a for s in args.symbols for a in ("-s", s)]
+    for mode, cmd in modes.items():
+        try:
+            results[mode] = measure(cmd, args.repeat)
+        except SystemExit as e:  # that mode cannot read this dump: say why
+            results[mode] = {"error": str(e)}
     import drgn
 
     meta = {
@@ -87,11 +91,14 @@ def main() -> int:
     print(f"{args.vmcore} (drgn {meta['drgn']}, Python {meta['python']})")
     print(f"{'mode':<6} {'median':>8} {'min':>8} {'peak RSS':>10}")
     for mode, r in results.items():
+        if "error" in r:
+            print(f"{mode:<6} {r['error']}")
+            continue
         print(
             f"{mode:<6} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s "
             f"{r['peak_rss_mib']:>7.1f} MiB"
         )
-    if "dwarf" in results:
+    if all("median_s" in results.get(m, {}) for m in ("btf", "dwarf")):
         ratio = results["btf"]["median_s"] / results["dwarf"]["median_s"]
         print(f"btf/dwarf time: {ratio:.2f}")
     return 0
