@@ -29,6 +29,10 @@ __all__ = ["ERA_MEMBERS", "install_layout", "lay_out"]
 #: vmw_balloon.c, v5.1 to v7.x: BASIC_CMDS 1<<1 ... 64_BIT_TARGET 1<<5).
 KNOWN_CAPABILITIES = 0x3E
 
+#: x86-64 kernel addresses are in the upper half (Documentation/arch/x86/
+#: x86_64/mm.rst): a pointer member below it means a wrong layout.
+KERNEL_HALF = 0xFFFF800000000000
+
 #: Member lists of ``struct vmballoon`` for the eras whose vmlinux can have
 #: BTF (v5.2+) while modules may lack it (< v5.11, or built without
 #: ``CONFIG_DEBUG_INFO_BTF_MODULES``): (era, source, members).
@@ -107,11 +111,19 @@ ERA_MEMBERS: Tuple[Tuple[str, str, Tuple[Tuple[str, str], ...]], ...] = (
     ),
 )
 
-#: struct vmballoon_stats (v4.20+, kernel-layouts.md §1.C1): all atomic64_t;
-#: VMW_BALLOON_STAT_NUM = 5 (timer, doorbell, reset, shrink, shrinkFree;
-#: v5.3+), VMW_BALLOON_PAGE_STAT_NUM = 5, VMW_BALLOON_CMD_NUM = 10 (the
-#: commands debugfs lists), two page sizes, two op stat types.
-STATS_MEMBERS = (("general_stat", (5,)), ("page_stat", (5, 2)), ("ops", (10, 2)))
+#: struct vmballoon_stats (v4.20+, kernel-layouts.md §1.C1), all atomic64_t:
+#: general_stat[VMW_BALLOON_STAT_NUM], page_stat[VMW_BALLOON_PAGE_STAT_NUM]
+#: [VMW_BALLOON_NUM_PAGE_SIZES], ops[VMW_BALLOON_CMD_NUM][2]. Each dimension
+#: is the length of the driver's array of names for it (its symbol's size in
+#: the module's symbol table), else the value in v5.3 to v7.x:
+#: VMW_BALLOON_STAT_NUM = 5 (timer, doorbell, reset, shrink, shrinkFree),
+#: VMW_BALLOON_PAGE_STAT_NUM = 5, two page sizes, VMW_BALLOON_CMD_NUM = 11
+#: (commands 0 to 10; 5 is unused).
+STATS_DIMENSIONS = (
+    ("general_stat", ("vmballoon_stat_names", 5), None),
+    ("page_stat", ("vmballoon_stat_page_names", 5), ("vmballoon_page_size_names", 2)),
+    ("ops", ("vmballoon_cmd_names", 11), ("", 2)),
+)
 
 
 def _alignment(t: Type) -> int:
@@ -129,8 +141,13 @@ def _alignment(t: Type) -> int:
 class _Types:
     """Member types: vmlinux BTF, or declared here where it has none."""
 
-    def __init__(self, prog: Program) -> None:
+    def __init__(self, prog: Program, symbol_sizes: Dict[str, int]) -> None:
         self.prog = prog
+        self.symbol_sizes = symbol_sizes
+
+    def _dimension(self, names: str, default: int) -> int:
+        size = self.symbol_sizes.get(names, 0) if names else 0
+        return size // 8 if size and size % 8 == 0 else default
 
     def get(self, spec: str) -> Type:
         prog = self.prog
@@ -171,21 +188,28 @@ class _Types:
         atomic64 = prog.type("atomic64_t")
         members = []
         offset = 0
-        for name, dims in STATS_MEMBERS:
+        for name, outer, inner in STATS_DIMENSIONS:
             t = atomic64
-            for n in reversed(dims):
-                t = prog.array_type(t, n)
+            if inner is not None:
+                t = prog.array_type(t, self._dimension(*inner))
+            t = prog.array_type(t, self._dimension(*outer))
             members.append(TypeMember(t, name, offset * 8))
             offset += sizeof(t)
         return prog.struct_type("vmballoon_stats", offset, members)
 
 
-def lay_out(prog: Program, members: Sequence[Tuple[str, str]]) -> Type:
+def lay_out(
+    prog: Program,
+    members: Sequence[Tuple[str, str]],
+    symbol_sizes: Optional[Dict[str, int]] = None,
+) -> Type:
     """``struct vmballoon`` from a member list, by the C layout rules.
 
+    :param symbol_sizes: the module's symbols' sizes (for the dimensions of
+        ``struct vmballoon_stats``).
     :raises LookupError: if vmlinux BTF lacks a member's type.
     """
-    types = _Types(prog)
+    types = _Types(prog, symbol_sizes or {})
     out = []
     offset = 0
     largest = 1
@@ -217,6 +241,12 @@ def _problem(prog: Program, obj: Object) -> Optional[str]:
             return f"capabilities {caps:#x} has unknown bits"
         if obj.max_page_size.value_() not in (0, 1) or obj.reset_required.value_() > 1:
             return "max_page_size or reset_required out of range"
+        for member in obj.type_.members or ():
+            if member.type.kind != TypeKind.POINTER or member.name is None:
+                continue
+            value = obj.member_(member.name).value_()
+            if value and value < KERNEL_HALF:
+                return f"{member.name} = {value:#x} is not a kernel pointer"
         heads = [obj.b_dev_info.pages, obj.huge_pages]
         nonzero = 0
         for head in heads:
@@ -255,6 +285,7 @@ def install_layout(
     )
     if name is None or name in types.modules or "balloon" not in module_symbols[name]:
         return None
+    sizes = {n: size for n, (_, size) in module_symbols[name].items()}
     cache: Dict[int, Object] = {}
     failures: List[str] = []
 
@@ -265,7 +296,7 @@ def install_layout(
             return cache[address]
         for era, source, members in ERA_MEMBERS:
             try:
-                t = lay_out(prog, members)
+                t = lay_out(prog, members, sizes)
             except LookupError as e:
                 failures.append(f"{era} ({source}): {e}")
                 continue

@@ -31,8 +31,8 @@ class Declaration(NamedTuple):
     #: The element type, as drgn spells it (``"struct list_head"``).
     type: str
     #: Array length: ``None`` (not an array), a number, the name of the
-    #: enumerator that sizes it, or ``"symbol"`` (the symbol's size; an
-    #: array of unknown length if the size is not known).
+    #: enumerator that sizes it (else the symbol's size), or ``"symbol"``
+    #: (the symbol's size; an array of unknown length if it is not known).
     length: Union[None, int, str] = None
     #: Where the kernel declares it.
     source: str = ""
@@ -216,6 +216,13 @@ class BtfObjects:
             length = symbol_size // size if symbol_size and size else None
         else:
             length = self.types.enumerator_value(decl.length)
+            if length is None and symbol_size:  # e.g. a module without BTF
+                size = (
+                    self.prog.type("void *").size
+                    if t.kind == TypeKind.POINTER
+                    else t.size
+                )
+                length = symbol_size // size if size else None
         return self.prog.array_type(t, length)
 
     def function(self, name: str, at: SymbolAt) -> Optional[Object]:

@@ -194,3 +194,35 @@ def test_system_map_that_cannot_be_checked_refused(tmp_path):
     path.write_text(MAP)
     with pytest.raises(SystemMapMismatch, match="cannot check"):
         system_map_symbols(str(path), b"OSRELEASE=5.10.0\n")
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", balloon_with_btf())
+def test_layout_that_does_not_fit_is_refused(name, monkeypatch):
+    # Every member list with one unsigned long more before b_dev_info (as if
+    # the driver had a member we do not know): the checks refuse each.
+    import drgn
+
+    from drgn_balloon import btf_layout
+    from drgn_balloon.btf_debuginfo import load_btf_debug_info
+    from drgn_balloon.debuginfo import remember_core_dump_path
+
+    prog, error = btf_program(name)
+    if error is not None:
+        pytest.skip(f"{name} cannot be read through BTF: {error}")
+
+    def extra(members):
+        i = [m[0] for m in members].index("b_dev_info")
+        return members[:i] + (("unknown", "unsigned long"),) + members[i:]
+
+    shifted = tuple(
+        (era, source, extra(members)) for era, source, members in btf_layout.ERA_MEMBERS
+    )
+    monkeypatch.setattr(btf_layout, "ERA_MEMBERS", shifted)
+    laid = drgn.Program()
+    laid.set_core_dump(_samples.vmcore(name))
+    remember_core_dump_path(laid, _samples.vmcore(name))
+    load_btf_debug_info(laid, module_btf=False)
+    with pytest.raises(MissingDebugInfo, match="no known member list") as e:
+        balloon_report(laid)
+    assert "\n" not in e.value.message
