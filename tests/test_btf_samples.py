@@ -108,40 +108,68 @@ def test_old_drgn_says_which_it_needs():
     pytest.fail("no sample to try")
 
 
-def balloon_with_btf():
-    # Samples read through BTF with the balloon module's own BTF.
+def balloon_with_module_btf():
+    # The VMware samples read through BTF with the balloon module's own BTF
+    # (the kernels built with CONFIG_DEBUG_INFO_BTF_MODULES).
     out = []
     for name in SAMPLES:
         m = _samples.manifest(name)
-        if m.get("vmware") and m.get("balloon_module_loaded", True):
+        if not (m.get("vmware") and m.get("balloon_module_loaded", True)):
+            continue
+        prog, error = btf_program(name)
+        if error is None and "vmw_balloon BTF" in " ".join(
+            debuginfo_source(prog).origins
+        ):
             out.append(name)
+    if not out:
+        pytest.skip("no sample read through BTF has the balloon module's BTF")
     return out
 
 
-@needs_btf_mode
-@pytest.mark.parametrize("name", balloon_with_btf())
-def test_layout_report_equals_btf_report(name):
-    # struct vmballoon laid out from its era's member list with vmlinux BTF's
-    # sizes (the path of kernels without module BTF) reads the same as the
-    # module's own BTF.
+def _laid_out(name):
     import drgn
 
     from drgn_balloon.btf_debuginfo import load_btf_debug_info
     from drgn_balloon.debuginfo import remember_core_dump_path
 
-    prog, error = btf_program(name)
-    if error is not None or "vmw_balloon BTF" not in " ".join(
-        debuginfo_source(prog).origins
-    ):
-        pytest.skip(f"{name} has no balloon module BTF to compare with: {error}")
     laid = drgn.Program()
     laid.set_core_dump(_samples.vmcore(name))
     remember_core_dump_path(laid, _samples.vmcore(name))
     assert load_btf_debug_info(laid, module_btf=False).source == "btf+layout"
-    ours, theirs = report_dict(laid), report_dict(prog)
-    assert "error" not in ours, ours
-    for key in theirs:
-        assert ours[key] == theirs[key], key
+    return laid
+
+
+@needs_btf_mode
+def test_layout_report_equals_btf_report():
+    # struct vmballoon laid out from its era's member list with vmlinux BTF's
+    # sizes (the path of kernels without module BTF) reads the same as the
+    # module's own BTF.
+    for name in balloon_with_module_btf():
+        prog, _ = btf_program(name)
+        ours, theirs = report_dict(_laid_out(name)), report_dict(prog)
+        assert "error" not in ours, (name, ours)
+        for key in theirs:
+            assert ours[key] == theirs[key], (name, key)
+
+
+@needs_btf_mode
+def test_layout_that_does_not_fit_is_refused(monkeypatch):
+    # Every member list with one unsigned long more before b_dev_info (as if
+    # the driver had a member we do not know): the checks refuse each.
+    from drgn_balloon import btf_layout
+
+    def extra(members):
+        i = [m[0] for m in members].index("b_dev_info")
+        return members[:i] + (("unknown", "unsigned long"),) + members[i:]
+
+    shifted = tuple(
+        (era, source, extra(members)) for era, source, members in btf_layout.ERA_MEMBERS
+    )
+    monkeypatch.setattr(btf_layout, "ERA_MEMBERS", shifted)
+    for name in balloon_with_module_btf():
+        with pytest.raises(MissingDebugInfo, match="no known member list") as e:
+            balloon_report(_laid_out(name))
+        assert "\n" not in e.value.message
 
 
 # -- System.map ---------------------------------------------------------------
@@ -196,33 +224,47 @@ def test_system_map_that_cannot_be_checked_refused(tmp_path):
         system_map_symbols(str(path), b"OSRELEASE=5.10.0\n")
 
 
+def _console(*args):
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, "-m", "drgn_balloon.cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=repo),
+        timeout=600,
+    )
+
+
 @needs_btf_mode
-@pytest.mark.parametrize("name", balloon_with_btf())
-def test_layout_that_does_not_fit_is_refused(name, monkeypatch):
-    # Every member list with one unsigned long more before b_dev_info (as if
-    # the driver had a member we do not know): the checks refuse each.
-    import drgn
-
-    from drgn_balloon import btf_layout
-    from drgn_balloon.btf_debuginfo import load_btf_debug_info
-    from drgn_balloon.debuginfo import remember_core_dump_path
-
+@pytest.mark.parametrize("name", samples_with(debug=False))
+def test_console_script_with_no_debug_files(name):
+    # As a user runs it on a stock kernel's dump with nothing beside it.
     prog, error = btf_program(name)
     if error is not None:
-        pytest.skip(f"{name} cannot be read through BTF: {error}")
+        pytest.skip(error.message)
+    m = _samples.manifest(name)
+    proc = _console(_samples.vmcore(name), "--json")
+    if not m.get("vmware"):
+        assert proc.returncode in (3, 4), proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    doc = json.loads(proc.stdout)
+    current = None
+    for line in m["ground_truth"]["vmmemctl"]["raw"].splitlines():
+        if line.startswith("current"):
+            current = int(line.split(":")[1])
+    assert doc["balloon"]["size_frames"] == current
 
-    def extra(members):
-        i = [m[0] for m in members].index("b_dev_info")
-        return members[:i] + (("unknown", "unsigned long"),) + members[i:]
 
-    shifted = tuple(
-        (era, source, extra(members)) for era, source, members in btf_layout.ERA_MEMBERS
-    )
-    monkeypatch.setattr(btf_layout, "ERA_MEMBERS", shifted)
-    laid = drgn.Program()
-    laid.set_core_dump(_samples.vmcore(name))
-    remember_core_dump_path(laid, _samples.vmcore(name))
-    load_btf_debug_info(laid, module_btf=False)
-    with pytest.raises(MissingDebugInfo, match="no known member list") as e:
-        balloon_report(laid)
-    assert "\n" not in e.value.message
+@pytest.mark.parametrize("name", samples_with(debug=True)[:1])
+def test_btf_forced_on_a_kernel_without_btf(name):
+    proc = _console(_samples.vmcore(name), "--btf")
+    assert proc.returncode == EXIT_NO_DEBUG_INFO
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("balloon-report: error: ")
