@@ -28,7 +28,7 @@ Which source was used is kept in ``prog.cache[DEBUGINFO_CACHE_KEY]`` as a
 import os
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from drgn import FaultError, Program, ProgramFlags, Type
+from drgn import FaultError, Program, ProgramFlags, Type, TypeMember
 
 from .btf import BadBtf, Btf, parse_split
 from .btf_objects import BtfObjects, SymbolAt
@@ -224,40 +224,30 @@ class _Loader:
         return Btf(data, None, "vmlinux")
 
     def module_btfs(self, types: BtfTypes) -> None:
-        vmlinux = types.vmlinux
         if self.live:
+            found: List[Tuple[str, bytes, Optional[int]]] = []
             for name in sorted(self.module_symbols):
-                path = f"/sys/kernel/btf/{name}"
                 try:
-                    with open(path, "rb") as f:
-                        data = f.read()
+                    with open(f"/sys/kernel/btf/{name}", "rb") as f:
+                        found.append((name, f.read(), None))
                 except OSError:
                     continue
-                self._add_module(
-                    types, name, lambda d=data, n=name: parse_split(d, vmlinux, n)
-                )
-            return
-        for name, data, start_id in self._btf_modules_list():
-            self._add_module(
-                types,
-                name,
-                lambda d=data, n=name, s=start_id: parse_split(d, vmlinux, n, s),
-            )
-
-    def _add_module(self, types: BtfTypes, name: str, parse: "object") -> None:
-        try:
-            btf = parse()  # type: ignore[operator]
-        except BadBtf as e:
+        else:
+            found = [(n, d, s) for n, d, s in self._btf_modules_list()]
+        for name, data, start_id in found:
+            try:
+                btf = parse_split(data, types.vmlinux, name, start_id)
+            except BadBtf as e:
+                if name in _BALLOON_MODULES:
+                    raise
+                self.notes.append(e.message)  # a module the report does not need
+                continue
+            types.add_module(btf)
             if name in _BALLOON_MODULES:
-                raise
-            self.notes.append(e.message)
-            return
-        types.add_module(btf)
-        if name in _BALLOON_MODULES:
-            self.origins.append(
-                f"{name} BTF ({'/sys/kernel/btf' if self.live else 'memory'}, "
-                f"{len(btf.data):,} bytes)"
-            )
+                self.origins.append(
+                    f"{name} BTF ({'/sys/kernel/btf' if self.live else 'memory'}, "
+                    f"{len(btf.data):,} bytes)"
+                )
 
     def _btf_modules_list(self) -> List[Tuple[str, bytes, int]]:
         # kernel/bpf/btf.c (v5.11+): static LIST_HEAD(btf_modules) of
@@ -338,9 +328,7 @@ def _btf_module_type(prog: Program) -> Type:
     )
 
 
-def _member(t: Type, name: str, bit_offset: int) -> object:
-    from drgn import TypeMember
-
+def _member(t: Type, name: str, bit_offset: int) -> TypeMember:
     return TypeMember(t, name, bit_offset)
 
 
