@@ -20,6 +20,7 @@ pointers or arrays, a string offset past the string section.
 """
 
 import struct
+from itertools import accumulate
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import MissingDebugInfo
@@ -401,15 +402,17 @@ class Btf:
         # string -> its offset (pahole writes each string once; any further
         # copies go to the second dict).
         if self._strtab is None:
-            first: Dict[bytes, int] = {}
+            parts = self.data[self.str_start : self.str_end].split(b"\0")
+            offsets = list(
+                accumulate((len(p) + 1 for p in parts), initial=self.str_base)
+            )
+            # Reversed, so that the first copy of a string is the one kept.
+            first = dict(zip(reversed(parts), reversed(offsets[:-1])))
             more: Dict[bytes, List[int]] = {}
-            off = self.str_base
-            for s in self.data[self.str_start : self.str_end].split(b"\0"):
-                if s in first:
-                    more.setdefault(s, []).append(off)
-                else:
-                    first[s] = off
-                off += len(s) + 1
+            if len(first) + parts.count(b"") - 1 != len(parts):
+                for part, off in zip(parts, offsets):
+                    if part and first[part] != off:
+                        more.setdefault(part, []).append(off)
             self._strtab = (first, more)
         return self._strtab
 
