@@ -21,7 +21,7 @@ symbols where no vmlinux is at hand:
 
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from drgn import Program, ProgramFlags
 
@@ -194,6 +194,148 @@ def symbol_index(entries: Iterable[Tuple[str, int, str]]) -> object:
     return SymbolIndex(symbols)
 
 
+#: How far past ``_stext`` the kernel image's read-only data is searched for
+#: the kallsyms tables (a distribution kernel's image is 20 to 40 MiB).
+IMAGE_SEARCH = 96 << 20
+
+
+#: VMCOREINFO ``SYMBOL()`` lines that are addresses of kernel image symbols
+#: (some others, like ``mem_section``, hold a pointer's value).
+CHECKED_SYMBOLS = ("_stext", "init_uts_ns", "swapper_pg_dir")
+
+
+def _kallsyms_in_image(prog: Program, info: bytes) -> Optional[object]:
+    """
+    Find the kernel's own kallsyms tables in its image when VMCOREINFO does
+    not say where they are (before Linux 6.0), and decode them with drgn.
+
+    scripts/kallsyms.c writes, each 8-byte aligned, ``kallsyms_offsets``
+    (``int[num_syms]``), ``kallsyms_relative_base`` (``_text``, relocated
+    with the kernel), ``kallsyms_num_syms``, ``kallsyms_names`` (per symbol
+    a length, one byte, or two with the 0x80 bit since v6.1's 73bbb94466fd
+    "kallsyms: support big kernel symbols", then token indices),
+    ``kallsyms_markers`` (``u32`` per 256 symbols), ``kallsyms_token_table``
+    (256 NUL-terminated strings) and ``kallsyms_token_index`` (``u16[256]``).
+    The search looks for ``_text`` followed by a plausible symbol count; the
+    result counts only if the decoded symbols put :data:`CHECKED_SYMBOLS`
+    where VMCOREINFO's ``SYMBOL()`` lines say.
+    """
+    from drgn import FaultError
+
+    expected = vmcoreinfo_symbols(info)
+    stext = expected.get("_stext")
+    if stext is None:
+        return None
+    bases = {stext, stext & ~0x1FFFFF}
+    chunk = 4 << 20
+    for start in range(stext & ~0xFFF, stext + IMAGE_SEARCH, chunk):
+        try:
+            data = prog.read(start, chunk + 16)
+        except FaultError:
+            continue
+        for base in bases:
+            needle = base.to_bytes(8, "little")
+            pos = data.find(needle)
+            while pos >= 0:
+                if pos % 8 == 0:
+                    count = int.from_bytes(data[pos + 8 : pos + 12], "little")
+                    if 1000 <= count <= 10_000_000:
+                        index = _try_tables(prog, start + pos, count, stext, expected)
+                        if index is not None:
+                            return index
+                pos = data.find(needle, pos + 1)
+    return None
+
+
+def _try_tables(
+    prog: Program, relative_base: int, count: int, stext: int, expected: Dict[str, int]
+) -> Optional[object]:
+    import drgn.helpers.linux.kallsyms as drgn_kallsyms
+
+    # drgn's decoder of the kallsyms tables (what load_vmlinux_kallsyms()
+    # calls with VMCOREINFO's addresses; private, as in drgn 0.0.31 and 0.3.0).
+    load: Any = drgn_kallsyms._linux_helper_load_builtin_kallsyms  # type: ignore[attr-defined]
+
+    def align8(x: int) -> int:
+        return (x + 7) & ~7
+
+    try:
+        num_syms = relative_base + 8
+        names = num_syms + 8
+        offsets = relative_base - align8(4 * count)
+        # Walk the names (read as needed: what follows them may not be in
+        # the dump) to find the tables after them.
+        blob = b""
+        pos = 0
+        for _ in range(count):
+            if pos + 260 > len(blob):
+                blob += prog.read(names + len(blob), 1 << 20)
+            length = blob[pos]
+            if length & 0x80:
+                length = (length & 0x7F) | (blob[pos + 1] << 7)
+                pos += 2
+            else:
+                pos += 1
+            pos += length
+        markers = align8(names + pos)
+        after_markers = align8(markers + 4 * ((count + 255) // 256))
+        # Newer kernels (Debian's 6.1.192 too) put kallsyms_seqs_of_names (3
+        # bytes a symbol) after the markers (60443c88f3a8 "kallsyms: Improve
+        # the performance of kallsyms_lookup_name()"): try both places.
+        for token_table in (after_markers, align8(after_markers + 3 * count)):
+            token_index = _token_index(prog, token_table)
+            if token_index is not None:
+                break
+        else:
+            return None
+        index: Any = load(
+            prog,
+            names,
+            token_table,
+            token_index,
+            num_syms,
+            offsets,
+            relative_base,
+            0,
+            stext,
+        )
+    except Exception:  # noqa: BLE001 (FaultError, drgn's BadDataError...)
+        return None
+    for name in CHECKED_SYMBOLS:
+        if name not in expected:
+            continue
+        try:
+            found = index(prog, name, None, True)
+        except Exception:  # noqa: BLE001 (drgn's errors vary by version)
+            return None
+        if not any(sym.address == expected[name] for sym in found):
+            # (swapper_pg_dir is a macro for init_top_pgt on x86-64: absent
+            # from kallsyms, which is no disagreement.)
+            if found or name != "swapper_pg_dir":
+                return None
+    return cast(object, index)
+
+
+def _token_index(prog: Program, token_table: int) -> Optional[int]:
+    # kallsyms_token_index (u16[256]) if token_table is kallsyms_token_table:
+    # 256 NUL-terminated strings whose offsets the index lists.
+    from drgn import FaultError
+
+    try:
+        tokens = prog.read(token_table, 4096)
+        starts = []
+        end = 0
+        for _ in range(256):
+            starts.append(end)
+            end = tokens.index(b"\0", end) + 1
+        token_index = (token_table + end + 7) & ~7
+        raw = prog.read(token_index, 512)
+    except (FaultError, ValueError):
+        return None
+    values = [int.from_bytes(raw[2 * i : 2 * i + 2], "little") for i in range(256)]
+    return token_index if values == starts else None
+
+
 def vmlinux_symbol_index(
     prog: Program, symbols: Sequence[str], core_path: Optional[str]
 ) -> Tuple[object, str]:
@@ -227,11 +369,16 @@ def vmlinux_symbol_index(
             return symbol_index(system_map_symbols(path, info)), path
         except MissingDebugInfo as e:
             problems.append(e.message)
+    if not live:
+        found = _kallsyms_in_image(prog, info)
+        if found is not None:
+            return found, "kallsyms (found in the kernel image)"
     if problems:
         raise SystemMapMismatch("; ".join(problems))
     release = osrelease(info) or "RELEASE"
     raise KallsymsMissing(
-        "the dump does not say where the kernel's symbols are (VMCOREINFO has "
-        "kallsyms only since Linux 6.0): pass -s System.map-" + release + " (from "
-        "the kernel's image package, /boot) or the vmlinux with debug info"
+        "the kernel's symbols cannot be found (VMCOREINFO says where kallsyms is "
+        "only since Linux 6.0, and the kernel image has no kallsyms tables that "
+        "match it): pass -s System.map-" + release + " (from the kernel's image "
+        "package, /boot) or the vmlinux with debug info"
     )
