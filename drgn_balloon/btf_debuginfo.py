@@ -364,6 +364,9 @@ def load_btf_debug_info(
     prog.register_type_finder("drgn_balloon_btf", types.find, enable_index=0)
     objects = BtfObjects(prog, types, loader.symbol)
     prog.register_object_finder("drgn_balloon_btf", objects.find, enable_index=0)
+    prog.register_object_finder(
+        "drgn_balloon_btf_last", objects.find_last, enable_index=-1
+    )
     modules = loader.module_kallsyms()
     prog.register_symbol_finder("drgn_balloon_modules", modules, enable_index=-1)
     if module_btf:

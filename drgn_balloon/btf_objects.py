@@ -172,6 +172,23 @@ class BtfObjects:
                 return self.function(name, at)
         return None
 
+    def find_last(
+        self, prog: Program, name: str, flags: FindObjectFlags, filename: Optional[str]
+    ) -> Optional[Object]:
+        """drgn object finder run after drgn's own ``linux`` finder: what
+        that one provides with DWARF but not always without it."""
+        if name == "vmemmap" and flags & FindObjectFlags.VARIABLE:
+            # x86-64: the start of the struct page array, vmemmap_base with
+            # CONFIG_RANDOMIZE_MEMORY (arch/x86/mm/kaslr.c), else
+            # __VMEMMAP_BASE_L4 (arch/x86/include/asm/pgtable_64_types.h).
+            at = self.symbol("vmemmap_base", None)
+            if at is not None:
+                base = self.prog.read_u64(at.address)
+            else:
+                base = 0xFFFFEA0000000000
+            return Object(self.prog, self.prog.type("struct page *"), base)
+        return None
+
     def constant(self, name: str) -> Optional[Object]:
         """An enumerator as a constant of its enum type."""
         for btf in (self.types.vmlinux, *self.types.modules.values()):

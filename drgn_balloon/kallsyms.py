@@ -220,8 +220,6 @@ def _kallsyms_in_image(prog: Program, info: bytes) -> Optional[object]:
     result counts only if the decoded symbols put :data:`CHECKED_SYMBOLS`
     where VMCOREINFO's ``SYMBOL()`` lines say.
     """
-    from drgn import FaultError
-
     expected = vmcoreinfo_symbols(info)
     stext = expected.get("_stext")
     if stext is None:
@@ -229,10 +227,7 @@ def _kallsyms_in_image(prog: Program, info: bytes) -> Optional[object]:
     bases = {stext, stext & ~0x1FFFFF}
     chunk = 4 << 20
     for start in range(stext & ~0xFFF, stext + IMAGE_SEARCH, chunk):
-        try:
-            data = prog.read(start, chunk + 16)
-        except FaultError:
-            continue
+        data = _read_holey(prog, start, chunk + 16)
         for base in bases:
             needle = base.to_bytes(8, "little")
             pos = data.find(needle)
@@ -245,6 +240,22 @@ def _kallsyms_in_image(prog: Program, info: bytes) -> Optional[object]:
                             return index
                 pos = data.find(needle, pos + 1)
     return None
+
+
+def _read_holey(prog: Program, address: int, size: int) -> bytes:
+    # prog.read() of a range with pages missing from the dump (makedumpfile
+    # leaves out zero and free pages): the missing ones read as zeros.
+    from drgn import FaultError
+
+    try:
+        return bytes(prog.read(address, size))
+    except FaultError:
+        if size <= 4096:
+            return bytes(size)
+    half = (size // 2 + 4095) & ~4095
+    return _read_holey(prog, address, half) + _read_holey(
+        prog, address + half, size - half
+    )
 
 
 def _try_tables(
