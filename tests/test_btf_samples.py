@@ -268,3 +268,34 @@ def test_btf_forced_on_a_kernel_without_btf(name):
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()
     assert line.startswith("balloon-report: error: ")
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", samples_with(debug=False))
+def test_kallsyms_found_in_the_image_agree_with_vmcoreinfo(name):
+    # Where VMCOREINFO says where kallsyms is (v6.0+), the tables found by
+    # searching the image (the way for older kernels) must be the same.
+    import re
+
+    import drgn
+    from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
+    from drgn_balloon.kallsyms import _kallsyms_in_image, vmcoreinfo
+
+    prog = drgn.Program()
+    prog.set_core_dump(_samples.vmcore(name))
+    info = vmcoreinfo(prog)
+    if b"SYMBOL(kallsyms_num_syms)=" not in info:
+        pytest.skip(f"{name}: VMCOREINFO has no kallsyms to compare with")
+    if b"SYMBOL(kallsyms_relative_base)=" not in info:
+        pytest.skip(f"{name}: no kallsyms_relative_base (7.x): the search is for < 6.0")
+    stripped = re.sub(rb"^SYMBOL\(kallsyms_\w+\)=.*\n", b"", info, flags=re.M)
+    found = _kallsyms_in_image(prog, stripped)
+    assert found is not None
+    reference = load_vmlinux_kallsyms(prog)
+    names = ["init_uts_ns", "__start_BTF", "btf_modules", "modules", "vm_node_stat"]
+    names += ["jiffies", "_stext", "init_task", "dmi_ident", "x86_hyper_type"]
+    for symbol in names:
+        ours = [(s.name, s.address) for s in found(prog, symbol, None, False)]
+        theirs = [(s.name, s.address) for s in reference(prog, symbol, None, False)]
+        assert ours == theirs and ours, symbol
