@@ -152,7 +152,7 @@ def system_map_symbols(path: str, info: bytes) -> List[Tuple[str, int, str]]:
     checked = 0
     for name, expected in vmcoreinfo_symbols(info).items():
         address = by_name.get(name)
-        if address is None:
+        if address is None or name in VALUE_SYMBOLS:
             continue
         if (address + offset) & 0xFFFFFFFFFFFFFFFF != expected:
             raise SystemMapMismatch(
@@ -198,6 +198,12 @@ def symbol_index(entries: Iterable[Tuple[str, int, str]]) -> object:
 #: the kallsyms tables (a distribution kernel's image is 20 to 40 MiB).
 IMAGE_SEARCH = 96 << 20
 
+
+#: VMCOREINFO ``SYMBOL()`` lines that hold a pointer's value, not the
+#: symbol's address: kernel/crash_core.c's ``VMCOREINFO_SYMBOL_ARRAY(
+#: mem_section)`` prints ``(unsigned long)mem_section``, which with
+#: CONFIG_SPARSEMEM_EXTREME (x86-64 distributions) is a pointer variable.
+VALUE_SYMBOLS = frozenset(("mem_section",))
 
 #: VMCOREINFO ``SYMBOL()`` lines that are addresses of kernel image symbols
 #: (some others, like ``mem_section``, hold a pointer's value).

@@ -179,12 +179,15 @@ MAP = "\n".join(
     + [
         "ffffffff82000000 D init_uts_ns",
         "ffffffff82100000 B swapper_pg_dir",
+        "ffffffff82200000 B mem_section",
     ]
 )
 INFO = (
     b"OSRELEASE=5.10.0-30-amd64\n"
     b"SYMBOL(init_uts_ns)=ffffffff8a000000\n"
     b"SYMBOL(swapper_pg_dir)=ffffffff8a100000\n"
+    # A pointer's value, not mem_section's address (SPARSEMEM_EXTREME).
+    b"SYMBOL(mem_section)=ffff9e7e5fd8a000\n"
     b"KERNELOFFSET=8000000\n"
 )
 
