@@ -275,7 +275,7 @@ def _open_program(
     paths = [
         p
         for p in symbols
-        if not os.path.isdir(p) and not os.path.basename(p).startswith("System.map")
+        if not os.path.isdir(p) and "System.map" not in os.path.basename(p)
     ]
     # drgn logs a warning for every module without debug info; only vmlinux
     # and the balloon module matter, and run_report() says so in one line.

@@ -111,6 +111,11 @@ def read_system_map(path: str) -> List[Tuple[str, int, str]]:
     return out
 
 
+def is_system_map_name(path: str) -> bool:
+    """Whether a ``-s`` file is named as a System.map (not debug info)."""
+    return "System.map" in os.path.basename(path)
+
+
 def find_system_map(
     prog: Program, symbols: Sequence[str], core_path: Optional[str]
 ) -> List[str]:
@@ -124,7 +129,7 @@ def find_system_map(
     for path in symbols:
         if os.path.isdir(path):
             out.extend(os.path.join(path, n) for n in names)
-        elif os.path.basename(path).startswith("System.map"):
+        elif is_system_map_name(path):
             out.append(path)
     if core_path:
         here = os.path.dirname(os.path.abspath(core_path))
@@ -381,11 +386,14 @@ def vmlinux_symbol_index(
             ) from None
         return index, "/proc/kallsyms" if live else "kallsyms (VMCOREINFO)"
     problems: List[str] = []
+    given = {p for p in symbols if is_system_map_name(p)}
     for path in find_system_map(prog, symbols, core_path):
         try:
             return symbol_index(system_map_symbols(path, info)), path
         except MissingDebugInfo as e:
-            problems.append(e.message)
+            if path in given:
+                raise  # the user's own choice: say what is wrong with it
+            problems.append(e.message)  # found by looking around: go on
     if not live:
         found = _kallsyms_in_image(prog, info)
         if found is not None:
