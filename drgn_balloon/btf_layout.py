@@ -109,6 +109,30 @@ ERA_MEMBERS: Tuple[Tuple[str, str, Tuple[Tuple[str, str], ...]], ...] = (
             ("shrinker", "struct shrinker *"),
         ),
     ),
+    (
+        "D2",
+        "mm: balloon infrastructure cleanups, v7.0 and later (kernel-layouts.md §1.D2)",
+        (
+            ("max_page_size", "enum vmballoon_page_size_type"),
+            ("size", "atomic64_t"),
+            ("target", "unsigned long"),
+            ("reset_required", "bool"),
+            ("capabilities", "unsigned long"),
+            ("batch_page", "struct vmballoon_batch_entry *"),
+            ("batch_max_pages", "unsigned int"),
+            ("page", "struct page *"),
+            ("shrink_timeout", "unsigned long"),
+            ("stats", "struct vmballoon_stats *"),
+            ("b_dev_info", "struct balloon_dev_info"),
+            ("dwork", "struct delayed_work"),
+            ("huge_pages", "struct list_head"),
+            ("huge_pages_lock", "spinlock_t"),
+            ("vmci_doorbell", "struct vmci_handle"),
+            ("conf_sem", "struct rw_semaphore"),
+            ("comm_lock", "spinlock_t"),
+            ("shrinker", "struct shrinker *"),
+        ),
+    ),
 )
 
 #: struct vmballoon_stats (v4.20+, kernel-layouts.md §1.C1), all atomic64_t:
@@ -224,6 +248,28 @@ def lay_out(
     return prog.struct_type("vmballoon", size, out)
 
 
+def _plausible_spinlock(value: int) -> bool:
+    # A qspinlock word (include/asm-generic/qspinlock_types.h, NR_CPUS <
+    # 16K): locked byte 0, 1 or 3 (_Q_SLOW_VAL), pending bit 8, bits 9-15
+    # zero, the tail above. At rest (a dump) nearly always 0.
+    return value & 0xFF in (0, 1, 3) and not value & 0xFE00
+
+
+def _what_the_report_reads(obj: Object) -> Tuple[int, ...]:
+    out = []
+    for name in ("size", "target", "capabilities", "stats", "batch_max_pages"):
+        value = obj.member_(name)
+        out.append(value.counter.value_() if name == "size" else value.value_())
+    for name in ("shrinker", "shrinker_registered"):
+        try:
+            value = obj.member_(name)
+        except LookupError:
+            continue
+        if value.type_.kind in (TypeKind.POINTER, TypeKind.BOOL):
+            out.append(value.value_())
+    return tuple(out)
+
+
 def _problem(prog: Program, obj: Object) -> Optional[str]:
     """Why *obj* is not this kernel's struct vmballoon, or ``None``."""
     from .memory import _totalram
@@ -247,6 +293,11 @@ def _problem(prog: Program, obj: Object) -> Optional[str]:
             value = obj.member_(member.name).value_()
             if value and value < KERNEL_HALF:
                 return f"{member.name} = {value:#x} is not a kernel pointer"
+        for member in obj.type_.members or ():
+            if member.type.type_name() == "spinlock_t" and member.name:
+                lock = prog.read_u32(obj.member_(member.name).address_)
+                if not _plausible_spinlock(lock):
+                    return f"{member.name} = {lock:#x} is not a spinlock"
         heads = [obj.b_dev_info.pages, obj.huge_pages]
         nonzero = 0
         for head in heads:
@@ -294,6 +345,7 @@ def install_layout(
             return None
         if address in cache:
             return cache[address]
+        fits: List[Tuple[str, Object]] = []
         for era, source, members in ERA_MEMBERS:
             try:
                 t = lay_out(prog, members, sizes)
@@ -301,11 +353,28 @@ def install_layout(
                 failures.append(f"{era} ({source}): {e}")
                 continue
             obj = Object(prog, t, address=address)
+            size = sizes.get("balloon", 0)
+            if size and size != sizeof(t):
+                # The module's symbol table has the variable's size.
+                failures.append(f"{era}: {sizeof(t)} bytes, the symbol has {size}")
+                continue
             problem = _problem(prog, obj)
             if problem is None:
-                cache[address] = obj
-                return obj
-            failures.append(f"{era} ({source}): {problem}")
+                fits.append((era, obj))
+            else:
+                failures.append(f"{era} ({source}): {problem}")
+        if fits:
+            # More than one list may fit where they differ only after what
+            # the report reads; if what it reads differs, refuse to guess.
+            if len({_what_the_report_reads(obj) for _, obj in fits}) > 1:
+                raise MissingDebugInfo(
+                    f"{name} has no BTF and the member lists of eras "
+                    + ", ".join(era for era, _ in fits)
+                    + " all fit the dump but read differently: pass "
+                    f"{name}.ko with debug info with -s"
+                )
+            cache[address] = fits[0][1]
+            return fits[0][1]
         raise MissingDebugInfo(
             f"{name} has no BTF (kernel built without CONFIG_DEBUG_INFO_BTF_MODULES) "
             "and no known member list of struct vmballoon fits the dump ("
