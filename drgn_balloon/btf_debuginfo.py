@@ -19,7 +19,7 @@ from its era's member list (:mod:`drgn_balloon.btf_layout`).
 
 drgn needs ``Program.register_type_finder``, ``register_object_finder``,
 ``register_symbol_finder`` and ``drgn.helpers.linux.kallsyms`` (all in
-drgn 0.0.31 and 0.3.0; not in 0.0.22).
+drgn 0.0.30 and newer; 0.0.27 to 0.0.29 lack the kallsyms helpers).
 
 Which source was used is kept in ``prog.cache[DEBUGINFO_CACHE_KEY]`` as a
 :class:`DebugInfoSource` (:func:`debuginfo_source`).
@@ -151,7 +151,7 @@ def btf_supported() -> Optional[str]:
         return None
     return (
         f"drgn {getattr(drgn, '__version__', '?')} cannot read the kernel's own BTF "
-        f"and kallsyms (it lacks {', '.join(missing)}): use drgn 0.0.31 or newer, "
+        f"and kallsyms (it lacks {', '.join(missing)}): use drgn 0.0.30 or newer, "
         "or pass the kernel's debug info (vmlinux) with -s"
     )
 

@@ -103,7 +103,7 @@ def test_old_drgn_says_which_it_needs():
         prog, error = btf_program(name)
         assert prog is None
         assert error.exit_code == EXIT_NO_DEBUG_INFO
-        assert "use drgn 0.0.31 or newer" in error.message
+        assert "use drgn 0.0.30 or newer" in error.message
         return
     pytest.fail("no sample to try")
 
