@@ -340,7 +340,8 @@ def load_btf_debug_info(
     docstring) and record the :class:`DebugInfoSource` in ``prog.cache``.
 
     :param symbols: ``-s`` arguments: a System.map (or a directory holding
-        one) for kernels before v6.0.
+        one), used before the kernel image's own kallsyms on kernels
+        before v6.0.
     :param module_btf: read modules' BTF (``False``: lay out the balloon
         as for a kernel without module BTF; for tests and comparisons).
     :raises MissingDebugInfo: this drgn cannot, the kernel has no BTF, no
