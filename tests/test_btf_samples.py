@@ -302,3 +302,26 @@ def test_kallsyms_found_in_the_image_agree_with_vmcoreinfo(name):
         ours = [(s.name, s.address) for s in found(prog, symbol, None, False)]
         theirs = [(s.name, s.address) for s in reference(prog, symbol, None, False)]
         assert ours == theirs and ours, symbol
+
+
+@needs_btf_mode
+@pytest.mark.parametrize("name", samples_with(debug=False)[:1])
+def test_no_kallsyms_anywhere_is_one_line(name, monkeypatch):
+    import re
+
+    import drgn
+
+    from drgn_balloon import kallsyms
+    from drgn_balloon.btf_debuginfo import load_btf_debug_info
+    from drgn_balloon.kallsyms import KallsymsMissing
+
+    prog = drgn.Program()
+    prog.set_core_dump(_samples.vmcore(name))
+    info = kallsyms.vmcoreinfo(prog)
+    stripped = re.sub(rb"^SYMBOL\(kallsyms_\w+\)=.*\n", b"", info, flags=re.M)
+    monkeypatch.setattr(kallsyms, "vmcoreinfo", lambda prog: stripped)
+    monkeypatch.setattr(kallsyms, "_kallsyms_in_image", lambda prog, info: None)
+    with pytest.raises(KallsymsMissing, match="System.map") as e:
+        load_btf_debug_info(prog)
+    assert e.value.exit_code == EXIT_NO_DEBUG_INFO
+    assert "\n" not in e.value.message
