@@ -264,13 +264,20 @@ def test_console_script_with_no_debug_files(name):
     assert doc["balloon"]["size_frames"] == current
 
 
-@pytest.mark.parametrize("name", samples_with(debug=True)[:1])
-def test_btf_forced_on_a_kernel_without_btf(name):
+def test_btf_forced_on_a_kernel_without_btf():
+    # The sample kernels built from tinyconfig have no BTF: --btf says so.
+    for name in samples_with(debug=True):
+        _, error = btf_program(name)
+        if error is not None and "no BTF" in error.message:
+            break
+    else:
+        pytest.skip("no sample of a kernel without BTF")
     proc = _console(_samples.vmcore(name), "--btf")
     assert proc.returncode == EXIT_NO_DEBUG_INFO
     assert proc.stdout == ""
     (line,) = proc.stderr.splitlines()
     assert line.startswith("balloon-report: error: ")
+    assert "no BTF" in line
 
 
 @needs_btf_mode
