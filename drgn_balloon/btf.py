@@ -34,6 +34,7 @@ __all__ = [
     "BtfParam",
     "BtfType",
     "Kind",
+    "unwrap_drgn_error",
 ]
 
 BTF_MAGIC = 0xEB9F
@@ -558,6 +559,19 @@ class Btf:
     def _check_id(self, type_id: int) -> None:
         if type_id:
             self.owner(type_id)
+
+
+def unwrap_drgn_error(e: BaseException) -> Optional[BadBtf]:
+    """
+    The :class:`BadBtf` that drgn 0.0.31 turned into a bare ``Exception``
+    ("BadBtf: message") when it was raised while drgn's C code built a type
+    lazily (a member of a member), or ``None``.
+    """
+    if type(e) is Exception and e.args and isinstance(e.args[0], str):
+        kind, _, message = e.args[0].partition(": ")
+        if kind in ("BadBtf", "MissingDebugInfo") and message:
+            return BadBtf(message)
+    return None
 
 
 def parse_split(

@@ -28,7 +28,16 @@ from drgn import (
     TypeParameter,
 )
 
-from .btf import INT_BOOL, INT_SIGNED, MAX_CHAIN, BadBtf, Btf, BtfType, Kind
+from .btf import (
+    CHAIN_KINDS,
+    INT_BOOL,
+    INT_SIGNED,
+    MAX_CHAIN,
+    BadBtf,
+    Btf,
+    BtfType,
+    Kind,
+)
 
 __all__ = ["BtfTypes", "RESHAPED"]
 
@@ -214,6 +223,10 @@ class BtfTypes:
     def _compound(self, btf: Btf, t: BtfType) -> Type:
         members = []
         for m in btf.members(t):
+            # Checked now, not when drgn builds the member lazily: an error
+            # raised inside drgn's C code reaches Python as a bare Exception
+            # on drgn 0.0.31.
+            btf.resolve(m.type, CHAIN_KINDS)
             if m.bit_field_size:
                 self._check_bit_field(btf, t, m.type, m.bit_field_size)
             lazy = self._lazy(btf, m.type, m.bit_field_size)

@@ -206,7 +206,12 @@ def guarded(func: Callable[[], int], json_errors: bool = False) -> int:
     except Exception as e:  # the promise: never a traceback
         import drgn
 
-        if isinstance(e, drgn.FaultError):
+        from .btf import unwrap_drgn_error
+
+        wrapped = unwrap_drgn_error(e)  # drgn 0.0.31 wraps errors of lazy types
+        if wrapped is not None:
+            code, kind, message = wrapped.exit_code, wrapped.kind, wrapped.message
+        elif isinstance(e, drgn.FaultError):
             from .errors import Unreadable
 
             err: BalloonError = Unreadable(

@@ -95,6 +95,11 @@ def report_one(dump: str, args: argparse.Namespace) -> Dict[str, Any]:
     except Exception as e:  # noqa: BLE001 (one dump's bug must not stop the rest)
         import drgn
 
+        from .btf import unwrap_drgn_error
+
+        wrapped = unwrap_drgn_error(e)
+        if wrapped is not None:
+            return _error(dump, wrapped.kind, wrapped.exit_code, wrapped.message)
         if isinstance(e, drgn.FaultError):
             from .errors import Unreadable
 

@@ -297,3 +297,26 @@ def test_host_btf_against_pahole():
                 assert offsetof(t, m.group(1)) == int(m.group(2)), (name, line)
                 seen += 1
         assert seen >= 2, (name, layout)
+
+
+def test_damage_deep_in_a_type_is_one_line(capsys):
+    # A damaged type met while drgn builds a member's type lazily: still
+    # exit code 5 and one line (drgn 0.0.31 wraps the error in a bare
+    # Exception; the entry points unwrap it).
+    from drgn import Object
+
+    from drgn_balloon.cli import guarded
+
+    w = BtfWriter()
+    inner = w.struct("inner", 8, [("bad", 999, 0, 0)])
+    w.struct("outer", 8, [("in", inner, 0, 0)])
+    prog, _ = program_for(Btf(w.build()))
+    outer = prog.type("struct outer")
+
+    def run():
+        Object(prog, outer, address=0x1000).member_("in").member_("bad")
+        return 0
+
+    assert guarded(run) == EXIT_NO_DEBUG_INFO
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "type ID 999 is out of range" in err
