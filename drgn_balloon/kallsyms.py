@@ -142,6 +142,17 @@ def find_system_map(
     return unique
 
 
+#: x86-64's __START_KERNEL_map: KASLR moves the kernel image's symbols,
+#: not the absolute ones (per-CPU offsets, ``A`` symbols) below it.
+KERNEL_IMAGE_START = 0xFFFFFFFF80000000
+
+
+def _relocate(address: int, offset: int) -> int:
+    if address < KERNEL_IMAGE_START:
+        return address
+    return (address + offset) & 0xFFFFFFFFFFFFFFFF
+
+
 def system_map_symbols(path: str, info: bytes) -> List[Tuple[str, int, str]]:
     """
     The symbols of a System.map at their run-time addresses: moved by
@@ -159,10 +170,10 @@ def system_map_symbols(path: str, info: bytes) -> List[Tuple[str, int, str]]:
         address = by_name.get(name)
         if address is None or name in VALUE_SYMBOLS:
             continue
-        if (address + offset) & 0xFFFFFFFFFFFFFFFF != expected:
+        if _relocate(address, offset) != expected:
             raise SystemMapMismatch(
                 f"{path} is of another kernel build than the dump: it puts {name} "
-                f"at {(address + offset) & 0xFFFFFFFFFFFFFFFF:#x} (with "
+                f"at {_relocate(address, offset):#x} (with "
                 f"KERNELOFFSET {offset:#x}), the dump's VMCOREINFO says "
                 f"{expected:#x}"
                 + (f"; need System.map-{osrelease(info)}" if osrelease(info) else "")
@@ -173,7 +184,7 @@ def system_map_symbols(path: str, info: bytes) -> List[Tuple[str, int, str]]:
             f"cannot check {path} against the dump: VMCOREINFO names none of its "
             "symbols"
         )
-    return [(n, (a + offset) & 0xFFFFFFFFFFFFFFFF, t) for n, a, t in entries]
+    return [(n, _relocate(a, offset), t) for n, a, t in entries]
 
 
 def symbol_index(entries: Iterable[Tuple[str, int, str]]) -> object:

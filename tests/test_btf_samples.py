@@ -10,6 +10,7 @@ under /var/tmp) to run these there.
 """
 
 import json
+import os
 
 import pytest
 
@@ -175,7 +176,8 @@ def test_layout_that_does_not_fit_is_refused(monkeypatch):
 # -- System.map ---------------------------------------------------------------
 
 MAP = "\n".join(
-    [f"ffffffff81{i:06x} T func{i}" for i in range(200)]
+    ["0000000000000000 A fixed_percpu_data", "000000000001e3c0 D vm_event_states"]
+    + [f"ffffffff81{i:06x} T func{i}" for i in range(200)]
     + [
         "ffffffff82000000 D init_uts_ns",
         "ffffffff82100000 B swapper_pg_dir",
@@ -198,6 +200,7 @@ def test_system_map_relocated_by_kerneloffset(tmp_path):
     symbols = {n: a for n, a, _ in system_map_symbols(str(path), INFO)}
     assert symbols["init_uts_ns"] == 0xFFFFFFFF8A000000
     assert symbols["func1"] == 0xFFFFFFFF89000001
+    assert symbols["vm_event_states"] == 0x1E3C0  # per-CPU: not moved
 
 
 def test_system_map_of_another_build_refused(tmp_path):
@@ -332,3 +335,35 @@ def test_no_kallsyms_anywhere_is_one_line(name, monkeypatch):
         load_btf_debug_info(prog)
     assert e.value.exit_code == EXIT_NO_DEBUG_INFO
     assert "\n" not in e.value.message
+
+
+@needs_btf_mode
+def test_the_samples_system_map():
+    # A 5.x sample's System.map (from the guest, checked against VMCOREINFO
+    # by the sample script) given with -s: used, and the same report as with
+    # the kallsyms found in the image.
+    import drgn
+
+    from drgn_balloon.btf_debuginfo import load_btf_debug_info
+    from drgn_balloon.debuginfo import remember_core_dump_path
+
+    compared = 0
+    for name in samples_with(debug=False):
+        stock = _samples.manifest(name).get("stock") or {}
+        if not stock.get("system_map"):
+            continue
+        path = _samples._decompressed(
+            os.path.join(_samples.SAMPLES, name, stock["system_map"]["file"])
+        )
+        assert "System.map" in os.path.basename(path)
+        prog = drgn.Program()
+        prog.set_core_dump(_samples.vmcore(name))
+        remember_core_dump_path(prog, _samples.vmcore(name))
+        source = load_btf_debug_info(prog, [path])
+        assert source.origins[0] == path
+        image, _ = btf_program(name)
+        assert debuginfo_source(image).origins[0].startswith("kallsyms")
+        assert report_dict(prog) == report_dict(image)
+        compared += 1
+    if not compared:
+        pytest.skip("no sample with a System.map")
