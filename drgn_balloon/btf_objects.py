@@ -78,6 +78,7 @@ DECLARATIONS: Dict[str, Declaration] = {
         "unsigned int", "MAX_SWAPFILES", "mm/swap_state.c"
     ),
     "nr_swap_pages": Declaration("atomic_long_t", None, "mm/swapfile.c"),
+    "nr_swapfiles": Declaration("unsigned int", None, "mm/swapfile.c"),
     "total_swap_pages": Declaration("long", None, "mm/swapfile.c"),
     "nr_vmalloc_pages": Declaration("atomic_long_t", None, "mm/vmalloc.c (v5.4+)"),
     "vmap_area_pages": Declaration("atomic_long_t", None, "mm/vmalloc.c"),

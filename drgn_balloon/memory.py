@@ -156,11 +156,27 @@ def _swapcached(prog: Program) -> Optional[int]:
     except (KeyError, LookupError):
         return 0  # no CONFIG_SWAP: total_swapcache_pages() is 0
     try:
-        from drgn.helpers.linux.swap import total_swapcache_pages
-
+        try:
+            from drgn.helpers.linux.swap import total_swapcache_pages
+        except ImportError:  # older drgn: the kernel's own sum, below
+            return _total_swapcache_pages(prog)
         return int(total_swapcache_pages(prog))
-    except (ImportError, LookupError, FaultError, AttributeError, TypeError):
+    except (LookupError, FaultError, AttributeError, TypeError):
         return None
+
+
+def _total_swapcache_pages(prog: Program) -> int:
+    # total_swapcache_pages() of mm/swap_state.c (v4.11 to v5.11, before
+    # NR_SWAPCACHE): the pages of every address space of every swap type in
+    # use; nr_swapfiles (mm/swapfile.c) bounds the types.
+    spaces = prog["swapper_spaces"]
+    counts = prog["nr_swapper_spaces"]
+    total = 0
+    for i in range(prog["nr_swapfiles"].value_()):
+        base = spaces[i]
+        for j in range(counts[i].value_() if base.value_() else 0):
+            total += base[j].nrpages.value_()
+    return total
 
 
 def _vmalloc(prog: Program) -> Optional[int]:
