@@ -10,10 +10,12 @@ symbols where no vmlinux is at hand:
 - a dump of Linux v6.0 or later: the kernel's own kallsyms tables, found from
   VMCOREINFO (Linux commit f09bddbd86619 "vmcoreinfo: add kallsyms_num_syms
   symbol" and its series), also through drgn's helper;
-- an older dump: ``System.map-RELEASE`` from the kernel's image package,
-  moved by VMCOREINFO's ``KERNELOFFSET`` (KASLR) and checked against the
-  ``SYMBOL(name)=address`` lines VMCOREINFO holds, so that the map of another
-  build is refused;
+- an older dump: ``System.map-RELEASE`` when there is one (``-s``, next to
+  the vmcore, ``/boot``), moved by VMCOREINFO's ``KERNELOFFSET`` (KASLR) and
+  checked against the ``SYMBOL(name)=address`` lines VMCOREINFO holds, so
+  that the map of another build is refused; else the kallsyms tables found
+  in the kernel image itself (:func:`_kallsyms_in_image`), decoded by drgn
+  and checked the same way;
 - modules: the symbol table each module keeps in memory (drgn's
   :func:`~drgn.helpers.linux.kallsyms.module_kallsyms`), once
   ``struct module`` is known.
