@@ -99,15 +99,18 @@ def _decompressed(path: str) -> str:
 
 def debug_files(name: str) -> List[str]:
     m = manifest(name)
+    if not m.get("debug_files"):
+        return []  # a stock kernel's sample: the vmcore is the whole sample
     kernel_dir = os.path.normpath(os.path.join(SAMPLES, name, m["kernel_dir"]))
     return [
         _decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])
     ]
 
 
-def open_sample(name: str, load_module: bool = True) -> Any:
+def open_sample(name: str, load_module: bool = True, btf: bool = False) -> Any:
     # A drgn Program for the sample, with vmlinux (and the balloon module's
-    # debug info unless load_module is False) loaded.
+    # debug info unless load_module is False) loaded; with btf, or for a
+    # stock kernel's sample (no debug files), the kernel's own BTF and kallsyms.
     import drgn
 
     files = debug_files(name)
@@ -118,6 +121,12 @@ def open_sample(name: str, load_module: bool = True) -> Any:
     prog = drgn.Program()
     prog.set_core_dump(vmcore(name))
     set_core_dump_path(prog, vmcore(name))
+    if btf or not files:
+        # A stock kernel's sample has no debug files: its own BTF and kallsyms.
+        from drgn_balloon.btf_debuginfo import load_btf_debug_info
+
+        load_btf_debug_info(prog)
+        return prog
     try:
         prog.load_debug_info(files, default=False, main=True)
     except drgn.MissingDebugInfoError:
