@@ -101,6 +101,10 @@ DECLARATIONS: Dict[str, Declaration] = {
     "__cpu_possible_mask": Declaration("struct cpumask", None, "kernel/cpu.c"),
     "__cpu_present_mask": Declaration("struct cpumask", None, "kernel/cpu.c"),
     "nr_cpu_ids": Declaration("unsigned int", None, "kernel/smp.c"),
+    # Buses: drgn's bus_for_each_dev() (v6.3+ finds a bus's subsys_private
+    # on bus_kset), the virtio bus of the virtio balloon.
+    "bus_kset": Declaration("struct kset *", None, "drivers/base/bus.c"),
+    "virtio_bus": Declaration("struct bus_type", None, "drivers/virtio/virtio.c"),
     # Hypervisor and firmware.
     "x86_hyper_type": Declaration(
         "enum x86_hypervisor_type", None, "arch/x86/kernel/cpu/hypervisor.c (v4.15+)"
