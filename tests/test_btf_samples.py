@@ -374,3 +374,36 @@ def test_the_samples_system_map(tmp_path):
         compared += 1
     if not compared:
         pytest.skip("no sample with a System.map")
+
+
+@needs_btf_mode
+def test_sample_report_of_a_stock_sample_needs_no_debug_files():
+    # README's first command on a stock kernel's sample: a drgn command with
+    # no -s at all, no drgn warning, the report through BTF matching debugfs.
+    import subprocess
+    import sys
+
+    names = [
+        n
+        for n in samples_with(debug=False)
+        if samplelib.manifest(n).get("vmware") and btf_program(n)[1] is None
+    ]
+    if not names:
+        pytest.skip("no stock VMware sample this drgn reads through BTF")
+    name = names[0]
+    script = os.path.join(samplelib.REPO, "scripts", "sample_report.py")
+    r = subprocess.run(
+        [sys.executable, script, name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=samplelib.REPO,
+    )
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stderr.splitlines()  # the command, and no drgn warning
+    assert line.startswith("$ drgn --no-default-symbols -c ") and " -s " not in line
+    doc = json.loads(r.stdout)
+    assert doc["debuginfo"]["source"] in ("btf", "btf+layout")
+    raw = samplelib.manifest(name)["ground_truth"]["vmmemctl"]["raw"]
+    current = [ln for ln in raw.splitlines() if ln.startswith("current")][0]
+    assert doc["balloon"]["size_frames"] == int(current.split(":")[1])
