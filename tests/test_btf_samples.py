@@ -70,8 +70,12 @@ def test_btf_report_equals_dwarf_report(name):
         # The sample kernels built from tinyconfig have no BTF: refused in
         # one line, exit code 5, naming what is missing.
         assert error.exit_code == EXIT_NO_DEBUG_INFO
-        # (5.10 says first that it needs a System.map for its symbols.)
         assert "\n" not in error.message
+        if "a newer drgn may" in error.message:
+            # drgn 0.0.31 cannot decode the kallsyms of Linux 7.x (it needs
+            # kallsyms_relative_base, gone from 7.x's VMCOREINFO).
+            pytest.skip(error.message)
+        # (5.10 says first that it needs a System.map for its symbols.)
         assert "no BTF" in error.message or "System.map" in error.message
         return
     assert debuginfo_source(prog).source in ("btf", "btf+layout")
