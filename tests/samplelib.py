@@ -134,6 +134,31 @@ def open_sample(name: str, load_module: bool = True, btf: bool = False) -> Any:
     return prog
 
 
+def open_sample_or_skip(name: str, **kwargs: Any) -> Any:
+    """:func:`open_sample`, or a pytest skip with the one-line reason when
+    this drgn cannot read the sample's kernel through BTF (no BTF mode, or
+    drgn 0.0.31 and the kallsyms of Linux 7.x; test_btf_samples.py asserts
+    those lines)."""
+    import pytest
+
+    from drgn_balloon.btf_debuginfo import btf_supported
+    from drgn_balloon.errors import MissingDebugInfo
+
+    try:
+        return open_sample(name, **kwargs)
+    except MissingDebugInfo as e:
+        through_btf = kwargs.get("btf") or not debug_files(name)
+        if through_btf and (btf_supported() is not None or drgn_refused(e)):
+            pytest.skip(e.message)
+        raise
+
+
+def drgn_refused(error: Exception) -> bool:
+    """Whether *error* is drgn's own failure to decode the kernel's kallsyms
+    (drgn 0.0.31 needs kallsyms_relative_base, gone in Linux 7.x)."""
+    return "a newer drgn may" in str(error)
+
+
 def find(name: Optional[str]) -> str:
     """The sample called *name*; ValueError naming the samples if none is."""
     names = sample_names()
