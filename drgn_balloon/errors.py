@@ -14,7 +14,7 @@ code   meaning
 2      usage error (bad command-line arguments)
 3      no VMware balloon driver in this kernel (not loaded, not built in)
 4      not a VMware guest: the driver is absent or was never initialised
-5      debug info missing (vmlinux or the balloon module)
+5      debug info missing or unusable (DWARF, or BTF and kallsyms)
 6      the dump cannot be opened (not a dump, truncated, unreadable)
 7      the live kernel can only be read as root
 8      the balloon's state cannot be read (memory missing from the dump)
@@ -65,7 +65,7 @@ EXIT_CODES: Dict[int, str] = {
     EXIT_USAGE: "usage error",
     EXIT_NO_DRIVER: "no VMware balloon driver in this kernel",
     EXIT_NOT_VMWARE: "not a VMware guest: driver absent or never initialised",
-    EXIT_NO_DEBUG_INFO: "debug info missing (vmlinux or the balloon module)",
+    EXIT_NO_DEBUG_INFO: "debug info missing or unusable (DWARF, or BTF and kallsyms)",
     EXIT_BAD_DUMP: "the dump cannot be opened",
     EXIT_NOT_ROOT: "the live kernel can only be read as root",
     EXIT_UNREADABLE: "the balloon's state cannot be read from the dump",

@@ -219,6 +219,7 @@ def report_document(report: Report) -> Dict[str, Any]:
         "debuginfo": {
             "source": report.debuginfo.source,
             "files": list(report.debuginfo.files),
+            "notes": list(report.debuginfo.notes),
         },
         "balloon": _balloon_dict(report.balloon),
         "memory": {
@@ -275,6 +276,15 @@ def _module_text(b: Balloon) -> str:
     )
 
 
+def _debuginfo_text(report: Report) -> str:
+    # "dwarf", or "btf (kallsyms (VMCOREINFO), vmlinux BTF (memory, ...))":
+    # where BTF mode found the kernel's symbols and types.
+    d = report.debuginfo
+    if d.source == "dwarf" or not d.files:
+        return d.source
+    return f"{d.source} ({', '.join(escape(f) for f in d.files)})"
+
+
 def _offline_text(w: ListWalk) -> str:
     if not w.offline_checked:
         return "not marked by this kernel"
@@ -299,7 +309,8 @@ def render_text(report: Report) -> str:
                     "source",
                     "live kernel" if k.live else escape(k.core_dump or "vmcore"),
                 ],
-                ["debug info", report.debuginfo.source],
+                ["debug info", _debuginfo_text(report)],
+                *(["debug info note", escape(n)] for n in report.debuginfo.notes),
                 ["hypervisor", escape(k.hypervisor)],
                 ["DMI vendor", escape(k.dmi_sys_vendor)],
                 ["DMI product", escape(k.dmi_product_name)],

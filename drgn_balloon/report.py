@@ -239,7 +239,8 @@ def balloon_report(
 
     :param debug_files: ``-s`` files and directories, searched for the
         balloon module's debug info.
-    :param debuginfo: from :func:`~drgn_balloon.program.check_program`.
+    :param debuginfo: from :func:`~drgn_balloon.program.check_program`
+        (default: the BTF source if one was loaded, else DWARF).
     :raises BalloonError: see :func:`~drgn_balloon.balloon.balloon_state`.
     """
     live = _live(prog)
@@ -283,7 +284,10 @@ def balloon_report(
             )
     memory = memory_accounting(prog, rss=rss)
     if debuginfo is None:
-        debuginfo = DebugInfo("dwarf", tuple(p for p in debug_files))
+        from .btf_debuginfo import debuginfo_source
+
+        # BTF if it was loaded (check_program() was not called), else DWARF.
+        debuginfo = debuginfo_source(prog) or DebugInfo("dwarf", tuple(debug_files))
     kernel = KernelInfo(
         release=kernel_release(prog),
         live=live,
