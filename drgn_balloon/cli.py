@@ -98,13 +98,22 @@ REPORT_OPTIONS: Tuple[Tuple[Tuple[str, ...], Dict[str, Any]], ...] = (
         dict(dest="rss", action="store_false", help="do not add up the processes' RSS"),
     ),
     (
+        ("--btf",),
+        dict(
+            action="store_true",
+            help="read the kernel through its own BTF and kallsyms even when "
+            "DWARF debug info is there (the default without it)",
+        ),
+    ),
+    (
         ("-s", "--symbols"),
         dict(
             action="append",
             default=[],
             metavar="FILE",
-            help="debug info file (vmlinux, vmw_balloon.ko, virtio_balloon.ko...) "
-            "or directory to search; may be repeated",
+            help="debug info file (vmlinux, vmw_balloon.ko, virtio_balloon.ko...), "
+            "System.map (BTF mode, kernels before 6.0) or directory to search; "
+            "may be repeated",
         ),
     ),
 )
@@ -164,7 +173,9 @@ def build_report(
     """
     from .report import balloon_report
 
-    debuginfo = check_program(prog, args.symbols, load_default=load_default)
+    debuginfo = check_program(
+        prog, args.symbols, load_default=load_default, btf=args.btf
+    )
     progress = _progress_printer()
     try:
         return balloon_report(
@@ -209,8 +220,13 @@ def as_balloon_error(e: Exception) -> BalloonError:
     """Turn an exception escaping the report into a :class:`BalloonError`."""
     import drgn
 
+    from .btf import unwrap_drgn_error
+
     if isinstance(e, BalloonError):
         return e
+    wrapped = unwrap_drgn_error(e)  # drgn 0.0.31 wraps errors of lazy BTF types
+    if wrapped is not None:
+        return wrapped
     if isinstance(e, drgn.FaultError):
         return Unreadable(f"memory the report needs is not in the dump: {e}")
     if isinstance(e, MemoryError):
@@ -295,6 +311,10 @@ def open_program(vmcore: Optional[str]) -> Program:
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``balloon-report`` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if "--json-lines" in argv:
+        from .fleet import main as fleet_main  # many dumps, one JSON line each
+
+        return fleet_main(list(argv))
     parser = make_parser(
         "balloon-report",
         "Where did my memory go? Report the balloons (VMware, virtio, Hyper-V, "

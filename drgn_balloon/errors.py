@@ -17,7 +17,8 @@ code   meaning
        virtio_balloon, hv_balloon, Xen, pseries CMM: not loaded, not built in)
 4      no other balloon driver, and not a VMware guest: vmw_balloon is absent
        and the kernel detected another hypervisor, or it never initialised
-5      debug info missing (vmlinux or a balloon module)
+5      debug info missing or unusable (DWARF of vmlinux or a balloon
+       module, or BTF and kallsyms)
 6      the dump cannot be opened (not a dump, truncated, unreadable)
 7      the live kernel can only be read as root
 8      the balloon's state cannot be read (memory missing from the dump)
@@ -69,7 +70,7 @@ EXIT_CODES: Dict[int, str] = {
     EXIT_NO_DRIVER: "no balloon driver of any kind in this kernel",
     EXIT_NOT_VMWARE: "no other balloon driver, and vmw_balloon absent on "
     "another hypervisor or never initialised",
-    EXIT_NO_DEBUG_INFO: "debug info missing (vmlinux or a balloon module)",
+    EXIT_NO_DEBUG_INFO: "debug info missing or unusable (DWARF, or BTF and kallsyms)",
     EXIT_BAD_DUMP: "the dump cannot be opened",
     EXIT_NOT_ROOT: "the live kernel can only be read as root",
     EXIT_UNREADABLE: "the balloon's state cannot be read from the dump",

@@ -183,12 +183,35 @@ def _swapcached(prog: Program) -> Optional[int]:
         return 0  # no CONFIG_SWAP: total_swapcache_pages() is 0
     try:
         from drgn.helpers.linux.swap import total_swapcache_pages
-    except ImportError:  # not in drgn 0.0.31
-        return None
+    except ImportError:  # drgn 0.0.31 and older: the kernel's own sum, below
+        try:
+            return _total_swapcache_pages(prog)
+        except (LookupError, FaultError):
+            return None
     try:
         return int(total_swapcache_pages(prog))
     except (LookupError, FaultError):
         return None
+
+
+def _total_swapcache_pages(prog: Program) -> int:
+    # total_swapcache_pages() of mm/swap_state.c before NR_SWAPCACHE (v5.12):
+    # the pages of every address space of every swap type. Since v4.11
+    # (4b3ef9daa4fc "mm/swap: split swap cache into 64MB trunks")
+    # swapper_spaces[] holds pointers to nr_swapper_spaces[i] spaces each;
+    # before, one struct address_space per swap type.
+    spaces = prog["swapper_spaces"]
+    total = 0
+    if spaces.type_.type.kind != TypeKind.POINTER:
+        for i in range(len(spaces)):
+            total += int(spaces[i].nrpages)
+        return total
+    counts = prog["nr_swapper_spaces"]
+    for i in range(int(prog["nr_swapfiles"])):
+        base = spaces[i]
+        for j in range(int(counts[i]) if base else 0):
+            total += int(base[j].nrpages)
+    return total
 
 
 def _vmalloc(prog: Program) -> Optional[int]:

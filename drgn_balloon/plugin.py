@@ -38,11 +38,12 @@ def drgn_code(prog: Program, args: argparse.Namespace) -> str:
 
     symbols: List[str] = list(args.symbols)
     renderer = "render_json" if args.json else "render_text"
+    btf = ", btf=True" if args.btf else ""  # --btf: the kernel's BTF and kallsyms
     code = DrgnCodeBuilder(prog)
     code.add_from_import("drgn_balloon", "balloon_report", "check_program", renderer)
     code.append(
         "# Load what is missing and check that the debug info is the dump's.\n"
-        f"debuginfo = check_program(prog, {symbols!r})\n"
+        f"debuginfo = check_program(prog, {symbols!r}{btf})\n"
         "# On a live kernel, balloon_report() walks again while the balloon "
         "moves.\n"
         "report = balloon_report(\n"

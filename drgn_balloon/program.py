@@ -6,8 +6,10 @@ The ``drgn_balloon.program`` module is the one place that decides which
 debug info the report reads and checks that it belongs to the dump:
 :func:`check_program` loads what is missing (from ``-s`` files, ``-s``
 directories and the vmcore's directory) and says exactly what is wrong with
-each file given. Per-program state (the vmcore's path for drgn that does not
-know it) is kept in ``prog.cache``.
+each file given. Without DWARF debug info for the kernel, or when asked
+(``--btf``), it reads the kernel's own BTF and kallsyms instead
+(:mod:`drgn_balloon.btf_debuginfo`). Per-program state (the vmcore's path
+for drgn that does not know it, the BTF source) is kept in ``prog.cache``.
 """
 
 import os
@@ -46,10 +48,18 @@ def core_dump_path(prog: Program) -> Optional[str]:
 class DebugInfo(NamedTuple):
     """Where the report's types and symbols came from."""
 
-    #: ``"dwarf"`` (vmlinux and module debug info). Issue 8 adds ``"btf"``.
+    #: ``"dwarf"`` (vmlinux and module debug info), ``"btf"`` (the kernel's
+    #: own BTF and kallsyms) or ``"btf+layout"`` (the same, with the balloon
+    #: module's structure laid out from its era's member list).
     source: str
-    #: The debug files the user gave or the tool found and loaded.
+    #: DWARF: the debug files the user gave or the tool found and loaded.
+    #: BTF: where the symbols and types were read, in that order, e.g.
+    #: ``("kallsyms (VMCOREINFO)", "vmlinux BTF (memory, 4,360,537 bytes)",
+    #: "vmw_balloon BTF (memory, 5,735 bytes)")``, or a System.map's path.
     files: Tuple[str, ...]
+    #: Problems met on the way that did not stop the report (e.g. the
+    #: damaged BTF of a module the report does not read).
+    notes: Tuple[str, ...] = ()
 
 
 class ElfFacts(NamedTuple):
@@ -193,28 +203,40 @@ def _load(prog: Program, paths: Sequence[str], default: bool) -> None:
 
 
 def check_program(
-    prog: Program, symbols: Sequence[str] = (), *, load_default: bool = False
+    prog: Program,
+    symbols: Sequence[str] = (),
+    *,
+    load_default: bool = False,
+    btf: bool = False,
 ) -> DebugInfo:
     """
     Make sure the program has the debug info the report needs, and that it
     belongs to the dump.
 
     Every ``-s`` path is checked: a missing path, a file that is not ELF and
-    a stripped file are errors that name the file. vmlinux, when drgn has
-    not loaded it, is looked for among the ``-s`` files, in the ``-s``
-    directories and next to the vmcore. The balloon module's debug info is
-    looked for later, by :func:`~drgn_balloon.balloon.find_balloon`, in the
-    same places.
+    a stripped file are errors that name the file (a file named
+    ``System.map*`` is not debug info: the BTF source reads it). vmlinux,
+    when drgn has not loaded it, is looked for among the ``-s`` files, in the
+    ``-s`` directories and next to the vmcore. The balloon module's debug
+    info is looked for later, by :func:`~drgn_balloon.balloon.find_balloon`,
+    in the same places.
+
+    Without DWARF debug info for the kernel (none given or found), or with
+    *btf*, the kernel is read through its own BTF and kallsyms
+    (:func:`~drgn_balloon.btf_debuginfo.load_btf_debug_info`).
 
     This is the one function that chooses the source of debug info.
 
     :param symbols: ``-s`` files and directories.
     :param load_default: also let drgn's standard finders load vmlinux and the
         modules (the console script; drgn's own CLI has done it in script mode).
+    :param btf: read BTF and kallsyms even if DWARF is there (``--btf``).
     :raises BadDump: the dump is truncated.
     :raises MissingDebugInfo: with what is wrong, and which file is needed.
     """
+    from .btf_debuginfo import debuginfo_source
     from .dumpfile import truncation
+    from .kallsyms import is_system_map_name
 
     core = core_dump_path(prog)
     if core and os.path.isfile(core):
@@ -228,12 +250,18 @@ def check_program(
             continue
         if not os.path.exists(path):
             raise MissingDebugInfo(f"-s {path}: no such file or directory")
+        if is_system_map_name(path):
+            continue  # not ELF: kallsyms.py reads it in BTF mode
         facts = elf_facts(path)
         problem = _given_file_problem(path, facts)
         if problem:
             raise MissingDebugInfo(problem)
         given.append((path, facts))
         files.append(path)
+    recorded = debuginfo_source(prog)
+    if btf or recorded is not None:
+        # --btf, or BTF already loaded (a %balloon after a report).
+        return _btf(prog, symbols, fallback=False)
     vmlinux_given = [p for p, f in given if not f.module]
     if load_default or not _kernel_has_types(prog):
         to_load = list(vmlinux_given)
@@ -248,13 +276,27 @@ def check_program(
                 "debug info: it is not the vmlinux of this dump's kernel "
                 f"({_release(prog)})"
             )
-        raise MissingDebugInfo(
-            f"no debug info for the kernel (vmlinux of {_release(prog)}): install "
-            "the kernel's debug info package (e.g. linux-image-*-dbg, "
-            "kernel-debuginfo), or pass -s /path/to/vmlinux or -s DIR"
-        )
+        # No DWARF for the kernel: its own BTF and kallsyms.
+        return _btf(prog, symbols, fallback=True)
     _check_same_build(prog, vmlinux_given)
     return DebugInfo("dwarf", tuple(files))
+
+
+def _btf(prog: Program, symbols: Sequence[str], fallback: bool) -> DebugInfo:
+    from .btf_debuginfo import load_btf_debug_info
+
+    try:
+        return load_btf_debug_info(prog, symbols)
+    except MissingDebugInfo as e:
+        if not fallback:
+            raise
+        # Both sources failed: say first what DWARF needs.
+        raise type(e)(
+            f"no debug info for the kernel (vmlinux of {_release(prog)}: install "
+            "the kernel's debug info package, e.g. linux-image-*-dbg, "
+            "kernel-debuginfo, or pass -s /path/to/vmlinux or -s DIR), and no "
+            f"BTF mode: {e.message}"
+        ) from e
 
 
 def _release(prog: Program) -> str:

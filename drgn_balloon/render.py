@@ -448,6 +448,7 @@ def report_document(report: Report) -> Dict[str, Any]:
         "debuginfo": {
             "source": report.debuginfo.source,
             "files": list(report.debuginfo.files),
+            "notes": list(report.debuginfo.notes),
         },
         "balloon": None if first is None else _balloon_dict(first),
         "balloons": [_balloon_dict(b) for b in report.balloons],
@@ -515,6 +516,15 @@ def _module_text(b: Balloon) -> str:
         + " / srcversion "
         + escape(b.module.srcversion or "(none)")
     )
+
+
+def _debuginfo_text(report: Report) -> str:
+    # "dwarf", or "btf (kallsyms (VMCOREINFO), vmlinux BTF (memory, ...))":
+    # where BTF mode found the kernel's symbols and types.
+    d = report.debuginfo
+    if d.source == "dwarf" or not d.files:
+        return d.source
+    return f"{d.source} ({', '.join(escape(f) for f in d.files)})"
 
 
 def _offline_text(w: ListWalk) -> str:
@@ -759,7 +769,8 @@ def render_text(report: Report) -> str:
                     "source",
                     "live kernel" if k.live else escape(k.core_dump or "vmcore"),
                 ],
-                ["debug info", report.debuginfo.source],
+                ["debug info", _debuginfo_text(report)],
+                *(["debug info note", escape(n)] for n in report.debuginfo.notes),
                 ["hypervisor", escape(k.hypervisor)],
                 ["DMI vendor", escape(k.dmi_sys_vendor)],
                 ["DMI product", escape(k.dmi_product_name)],

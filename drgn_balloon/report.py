@@ -431,7 +431,10 @@ def balloon_report(
         balloons.append(b)
     memory = _exclude_outside_memtotal(memory, balloons)
     if debuginfo is None:
-        debuginfo = DebugInfo("dwarf", tuple(p for p in debug_files))
+        from .btf_debuginfo import debuginfo_source
+
+        # BTF if it was loaded (check_program() was not called), else DWARF.
+        debuginfo = debuginfo_source(prog) or DebugInfo("dwarf", tuple(debug_files))
     live = _live(prog)
     kernel = KernelInfo(
         release=kernel_release(prog),

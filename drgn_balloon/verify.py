@@ -136,12 +136,14 @@ def verify_balloon(
     if g is None:
         g = page_geometry(prog, compaction_era=state.era.dev_info)
     walks = []
+    # One reader for all the lists: the bulk reader parses each block of the
+    # memory map once.
+    reader: object
+    try:
+        reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)
+    except ValueError:  # struct page not in 8-byte words: read Objects
+        reader = ObjectPageReader(prog, g)
     for entry in balloon_lists(state.balloon, state.era):
-        reader: object
-        try:
-            reader = BulkPageReader(prog, g) if fast else ObjectPageReader(prog, g)
-        except ValueError:  # struct page not in 8-byte words: read Objects
-            reader = ObjectPageReader(prog, g)
         head = entry.head.address_
         walks.append(
             walk_list(

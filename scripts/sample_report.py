@@ -7,8 +7,11 @@ Run the report on a bundled sample dump, the way a user runs it on a vmcore:
 It decompresses the sample's debug files (vmlinux, vmw_balloon.ko) once into
 ~/.cache/drgn-balloon/kernels/RELEASE/, prints the drgn command line (which
 can be copied and run again), and runs it:
-``drgn -c VMCORE -s vmlinux -s vmw_balloon.ko scripts/balloon_report.py``.
-Without a sample name it lists the samples.
+``drgn -c VMCORE -s vmlinux -s vmw_balloon.ko scripts/balloon_report.py``
+(for a stock kernel's sample, which has no debug files:
+``drgn --no-default-symbols -c VMCORE scripts/balloon_report.py``, read
+through the kernel's own BTF and kallsyms). Without a sample name it lists
+the samples.
 """
 
 import os
@@ -60,9 +63,17 @@ def main() -> int:
     except ValueError as e:
         print(f"sample_report.py: error: {e}", file=sys.stderr)
         return 2
-    args = ["--main-symbols"] if _drgn_has_main_symbols() else []
+    files = samplelib.debug_files(name)
+    if not files:
+        # A stock kernel's sample: no debug files, the report reads the
+        # kernel's own BTF and kallsyms (drgn would only warn about vmlinux).
+        args = ["--no-default-symbols"]
+    elif _drgn_has_main_symbols():
+        args = ["--main-symbols"]
+    else:
+        args = []
     args += ["-c", samplelib.vmcore(name)]
-    for path in samplelib.debug_files(name):
+    for path in files:
         args += ["-s", path]
     args += [os.path.join(HERE, "balloon_report.py")] + sys.argv[2:]
     shown = [a if a.startswith("-") else readable(a) for a in args]

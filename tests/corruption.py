@@ -87,7 +87,7 @@ def outcome(prog: drgn.Program, json_output: bool = False) -> Outcome:
     from drgn_balloon.cli import guarded, print_report
 
     args = argparse.Namespace(
-        json=json_output, verify=True, fast=True, rss=False, symbols=[]
+        json=json_output, verify=True, fast=True, rss=False, symbols=[], btf=False
     )
     out, err = io.StringIO(), io.StringIO()
     findings: List[str] = []

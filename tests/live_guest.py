@@ -141,6 +141,37 @@ def missing() -> Optional[str]:
     return None
 
 
+#: The stock Debian kernel booted with no debug file anywhere (issue 8): the
+#: newest bookworm linux-image-6.1.0-*-amd64-unsigned, fetched with apt-get
+#: download by scripts/samples/fetch_stock_kernel.sh into the cache.
+STOCK_VERSION = "6.1"
+
+
+def stock_kernel_files() -> Dict[str, str]:
+    """Debian's 6.1 kernel image and its vmw_vmci and vmw_balloon modules
+    (from the image package only), fetched once into $DRGN_BALLOON_CACHE/stock."""
+    import samplelib
+
+    cache = samplelib.cache_dir()
+    kdir = os.path.join(cache, "stock", STOCK_VERSION)
+    names = {"bzImage": "vmlinuz", "vmw_balloon.ko": "vmw_balloon.ko"}
+    names["vmw_vmci.ko"] = "vmw_vmci.ko"
+    if not all(os.path.isfile(os.path.join(kdir, f)) for f in names.values()):
+        p = subprocess.run(
+            [os.path.join(SAMPLES_SCRIPTS, "fetch_stock_kernel.sh"), STOCK_VERSION],
+            env=dict(os.environ, DRGN_BALLOON_CACHE=cache),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if p.returncode != 0:
+            raise GuestError(
+                "fetch_stock_kernel.sh %s failed:\n%s"
+                % (STOCK_VERSION, p.stderr[-2000:])
+            )
+    return {k: os.path.join(kdir, v) for k, v in names.items()}
+
+
 def kernel_files() -> Dict[str, str]:
     """The sample kernel's files, decompressed into the samples cache."""
     import samplelib
@@ -447,7 +478,8 @@ def build_initramfs(path: str, files: Dict[str, str]) -> float:
         for d in ("proc", "sys", "dev", "tmp", "bb", "live", "root"):
             cpio.directory(d)
         cpio.file("/bb/busybox", busybox, 0o755)
-        cpio.file(GUEST_VMLINUX, files["vmlinux"], 0o644)
+        if "vmlinux" in files:  # not for a stock kernel: no debug files at all
+            cpio.file(GUEST_VMLINUX, files["vmlinux"], 0o644)
         cpio.file(GUEST_KO, files["vmw_balloon.ko"], 0o644)
         cpio.file(GUEST_VMCI, files["vmw_vmci.ko"], 0o644)
         cpio.data(
@@ -537,6 +569,7 @@ insmod @VMCI@; echo "@@INSMOD vmw_vmci rc=$?@@"
 insmod @KO@; echo "@@INSMOD vmw_balloon rc=$?@@"
 # The driver counts its statistics only after vmmemctl was first read.
 [ -e $V ] && cat $V > /dev/null
+@AFTER_INSMOD@
 
 @BODY@
 
@@ -676,13 +709,17 @@ def run_guest(
     timeout: float,
     memory_mib: int = 1536,
     smp: int = 1,
+    stock: bool = False,
 ) -> GuestResult:
     """
     Boot the kernel with *base_cpio* plus /init running *body*, with the
     VMware host *host* (``{"capabilities", "targets", ...}`` as in
     vmware_host_gdb.py; None: nobody answers the balloon port). Returns when
     the guest printed ``@@DONE@@``; raises GuestError on a timeout (QEMU and
-    gdb are killed in every case).
+    gdb are killed in every case). *stock*: a distribution kernel (files
+    without "vmlinux"): KASLR stays on, and as gdb has no vmlinux to break on
+    do_init_module, the guest prints vmw_balloon's kallsyms after insmod and
+    the host attaches then (the driver retries its START every second).
     """
     os.makedirs(work, exist_ok=True)
     python = os.path.abspath(sys.executable)
@@ -693,6 +730,13 @@ def run_guest(
         .replace("@REPO@", REPO)
         .replace("@VMCI@", GUEST_VMCI)
         .replace("@KO@", GUEST_KO)
+        .replace(
+            "@AFTER_INSMOD@",
+            "{ echo '@@BEGIN balloon_kallsyms@@'; grep '\\[vmw_balloon\\]' "
+            "/proc/kallsyms; echo '@@END balloon_kallsyms@@'; }"
+            if stock
+            else "",
+        )
         .replace("@BALLOON_REPORT@", script or "$PY -m drgn_balloon.cli")
     )
     # The kernel unpacks concatenated cpio archives in order.
@@ -738,7 +782,8 @@ def run_guest(
         "-initrd",
         initrd,
         "-append",
-        "console=ttyS0 loglevel=6 panic=-1 nokaslr rdinit=/init",
+        "console=ttyS0 loglevel=6 panic=-1 rdinit=/init"
+        + ("" if stock else " nokaslr"),
         "-serial",
         "file:" + console_log,
         "-serial",
@@ -747,7 +792,7 @@ def run_guest(
     gdb_port = None
     if host is not None:
         gdb_port = make_sample.free_port()
-        qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port, "-S"]
+        qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port] + ([] if stock else ["-S"])
     t0 = time.time()
     deadline = t0 + timeout
     qemu_p = gdb_p = None
@@ -759,7 +804,32 @@ def run_guest(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if host is not None:
+        text = ""
+        if host is not None and stock:
+            while "@@END balloon_kallsyms@@" not in text:
+                if qemu_p.poll() is not None or time.time() > deadline:
+                    raise GuestError("vmw_balloon not loaded; see %s" % work)
+                time.sleep(0.5)
+                if os.path.exists(data_log):
+                    with open(data_log, "rb") as f:
+                        text = f.read().decode(errors="replace").replace("\r", "")
+            symbols = {
+                name: address
+                for address, kind, name, _ in make_sample.parse_kallsyms(
+                    make_sample.sections(text)["balloon_kallsyms"]
+                )
+                if kind in "tT"
+            }
+            gdb_p, _ = make_sample.start_gdb_host(
+                work,
+                None,
+                files["vmw_balloon.ko"],
+                gdb_port,
+                host,
+                module_symbols=symbols,
+                start_new_session=True,
+            )
+        elif host is not None:
             gdb_p, _ = make_sample.start_gdb_host(
                 work,
                 files["vmlinux"],
@@ -768,7 +838,6 @@ def run_guest(
                 host,
                 start_new_session=True,
             )
-        text = ""
         while True:
             if os.path.exists(data_log):
                 with open(data_log, "rb") as f:

@@ -99,15 +99,18 @@ def _decompressed(path: str) -> str:
 
 def debug_files(name: str) -> List[str]:
     m = manifest(name)
+    if not m.get("debug_files"):
+        return []  # a stock kernel's sample: the vmcore is the whole sample
     kernel_dir = os.path.normpath(os.path.join(SAMPLES, name, m["kernel_dir"]))
     return [
         _decompressed(os.path.join(kernel_dir, f)) for f in m.get("debug_files", [])
     ]
 
 
-def open_sample(name: str, load_module: bool = True) -> Any:
+def open_sample(name: str, load_module: bool = True, btf: bool = False) -> Any:
     # A drgn Program for the sample, with vmlinux (and the balloon module's
-    # debug info unless load_module is False) loaded.
+    # debug info unless load_module is False) loaded; with btf, or for a
+    # stock kernel's sample (no debug files), the kernel's own BTF and kallsyms.
     import drgn
 
     files = debug_files(name)
@@ -118,11 +121,70 @@ def open_sample(name: str, load_module: bool = True) -> Any:
     prog = drgn.Program()
     prog.set_core_dump(vmcore(name))
     set_core_dump_path(prog, vmcore(name))
+    if btf or not files:
+        # A stock kernel's sample has no debug files: its own BTF and kallsyms.
+        from drgn_balloon.btf_debuginfo import load_btf_debug_info
+
+        load_btf_debug_info(prog)
+        return prog
     try:
         prog.load_debug_info(files, default=False, main=True)
     except drgn.MissingDebugInfoError:
         pass
     return prog
+
+
+def kernel_config(name: str) -> str:
+    # The sample kernel's .config (kernel_dir/config.xz), "" for a stock kernel
+    # (its config is not stored).
+    m = manifest(name)
+    if not m.get("kernel_dir"):
+        return ""
+    path = os.path.join(SAMPLES, name, m["kernel_dir"], "config.xz")
+    with lzma.open(path, "rt") as f:
+        return f.read()
+
+
+def system_map(name: str) -> Optional[str]:
+    # The decompressed System.map stored beside a stock sample's vmcore, if
+    # any: decompressed apart from the vmcore (BTF mode looks for a System.map
+    # next to the vmcore, and tests need the dump without one).
+    path = os.path.join(SAMPLES, name, "System.map.xz")
+    if not os.path.exists(path):
+        return None
+    out = os.path.join(cache_dir(), "system-maps", name, "System.map")
+    if not os.path.isfile(out) or os.path.getmtime(out) < os.path.getmtime(path):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        tmp = out + f".tmp{os.getpid()}"
+        with lzma.open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, out)
+    return out
+
+
+def open_sample_or_skip(name: str, **kwargs: Any) -> Any:
+    """:func:`open_sample`, or a pytest skip with the one-line reason when
+    this drgn cannot read the sample's kernel through BTF (no BTF mode, or
+    drgn 0.0.31 and the kallsyms of Linux 7.x; test_btf_samples.py asserts
+    those lines)."""
+    import pytest
+
+    from drgn_balloon.btf_debuginfo import btf_supported
+    from drgn_balloon.errors import MissingDebugInfo
+
+    try:
+        return open_sample(name, **kwargs)
+    except MissingDebugInfo as e:
+        through_btf = kwargs.get("btf") or not debug_files(name)
+        if through_btf and (btf_supported() is not None or drgn_refused(e)):
+            pytest.skip(e.message)
+        raise
+
+
+def drgn_refused(error: Exception) -> bool:
+    """Whether *error* is drgn's own failure to decode the kernel's kallsyms
+    (drgn 0.0.31 needs kallsyms_relative_base, gone in Linux 7.x)."""
+    return "a newer drgn may" in str(error)
 
 
 def find(name: Optional[str]) -> str:

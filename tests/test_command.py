@@ -114,3 +114,43 @@ def test_report_renders_in_a_process_without_a_program(prog):
         check=True,
     )
     assert r.stdout.decode() == render_text(report) + render_json(report)
+
+
+def test_btf_option_reaches_the_command_and_its_code():
+    # %balloon --btf on a program with DWARF loaded reads the kernel's own
+    # BTF instead, and --drgn prints code that does the same.
+    import json
+
+    from drgn_balloon.btf_debuginfo import btf_supported
+
+    if btf_supported() is not None:
+        pytest.skip(btf_supported())
+    from drgn_balloon.errors import MissingDebugInfo
+
+    def has_btf(name):
+        try:
+            samplelib.open_sample(name, btf=True)
+        except MissingDebugInfo:
+            return False
+        return True
+
+    names = [
+        n
+        for n in samplelib.selected_names()
+        if samplelib.manifest(n).get("vmware")
+        and samplelib.manifest(n).get("debug_files")
+        and has_btf(n)
+    ]
+    if not names:
+        pytest.skip("no sample of a kernel with both DWARF and BTF")
+    first, second = (samplelib.open_sample(names[0]) for _ in range(2))
+    report, out = run_command(first, "balloon --btf --json")
+    assert json.loads(out)["debuginfo"]["source"] == "btf"
+    _, code = run_command(first, "balloon --btf --json --drgn")
+    assert "btf=True" in code
+    globals_ = {"prog": second}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(code, globals_)
+    assert printed.getvalue() == out
+    assert globals_["report"] == report

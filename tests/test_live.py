@@ -4,11 +4,14 @@ a VMware guest whose "host" (gdb) makes the real vmw_balloon driver inflate,
 with the report run inside the guest against /proc/kcore and compared with
 debugfs vmmemctl read in the same guest (see live_guest.py).
 
-Two guests boot per run, one after the other: a steady one (the balloon
+Three guests boot per run, one after the other: a steady one (the balloon
 inflates to 40000 frames and stays; the report as root and as an unprivileged
-user) and a moving one (the host changes the target every second, so the
-balloon inflates and deflates under the walk). Marked ``live``; skipped with
-the reason when QEMU, gdb, binutils or busybox-static are missing.
+user), a moving one (the host changes the target every second, so the
+balloon inflates and deflates under the walk), and Debian's stock 6.1 kernel
+(its image package, fetched with apt-get download into the cache; KASLR on)
+with no debug file in the guest, where the report can only read the kernel's
+BTF and kallsyms. Marked ``live``; skipped with the reason when QEMU, gdb,
+binutils or busybox-static are missing.
 """
 
 import os
@@ -259,3 +262,83 @@ def test_live_moving_balloon(moving):
     assert overlapped, "the balloon never moved while a report ran"
     live_guest.log("%d delayed walks met a moving balloon" % disturbed)
     assert disturbed, "no delayed walk met a moving balloon"
+
+
+# --- A stock Debian kernel with no debug files anywhere (issue 8) ---
+
+
+@pytest.fixture(scope="module")
+def stock(request, tmp_path_factory):
+    """Debian's own 6.1 kernel (its image package: vmlinuz, vmw_vmci,
+    vmw_balloon; KASLR on) as a VMware guest whose initramfs holds no vmlinux
+    and no debug file: the report can only use the kernel's BTF
+    (/sys/kernel/btf) and kallsyms (/proc/kallsyms)."""
+    reason = live_guest.missing()
+    if reason:
+        pytest.skip(reason)
+    t0 = time.time()
+    try:
+        files = live_guest.stock_kernel_files()
+    except live_guest.GuestError as e:
+        pytest.fail(str(e))
+    work = str(tmp_path_factory.mktemp("live-stock"))
+    base = os.path.join(work, "base.cpio")
+    request.addfinalizer(lambda: os.path.exists(base) and os.unlink(base))
+    live_guest.build_initramfs(base, files)
+    body = """
+wait_target %(target)d @W@
+echo "@@BEGIN debug_files@@"
+find / -xdev \\( -name 'vmlinux*' -o -name '*.debug' -o -name 'System.map*' \\) \\
+    2>/dev/null
+echo "@@END debug_files@@"
+vmm stock.before
+run stock timeout @T@ $BALLOON_REPORT --json
+vmm stock.after
+""" % dict(target=TARGET)
+    host = {
+        "capabilities": live_guest.CAP_4K,
+        "targets": [TARGET],
+        "start_delay_polls": 2,
+    }
+    try:
+        result = live_guest.run_guest(
+            os.path.join(work, "stock"),
+            base,
+            files,
+            body.replace("@T@", str(COMMAND_TIMEOUT)).replace("@W@", str(WAIT_TIMEOUT)),
+            host,
+            timeout=GUEST_TIMEOUT,
+            stock=True,
+        )
+    except live_guest.GuestError as e:
+        pytest.fail(str(e))
+    finally:
+        _TIMES["stock"] = time.time() - t0
+    assert "@@WAIT-TIMEOUT@@" not in result.data, result.data[-3000:]
+    return result
+
+
+def test_live_stock_kernel_without_debug_files(stock):
+    """balloon-report --json on /proc/kcore of a stock kernel: BTF and
+    kallsyms only, and the figures of debugfs vmmemctl."""
+    assert stock.sections["debug_files"].strip() == ""
+    run = stock.command("stock")
+    assert run["rc"] == 0, run
+    doc = run["json"]
+    assert doc is not None, run
+    assert doc["debuginfo"]["source"] == "btf", doc["debuginfo"]
+    booted = stock.sections["booted"].split()[0]
+    assert doc["kernel"]["live"] is True
+    assert doc["kernel"]["release"] == booted
+    before = stock.vmmemctl("stock.before")
+    after = stock.vmmemctl("stock.after")
+    assert (before["current"], before["target"]) == (after["current"], after["target"])
+    assert before["target"] == TARGET
+    b = doc["balloon"]
+    assert b["size_frames"] == before["current"]
+    assert b["target_frames"] == before["target"]
+    assert b["capabilities"] == before["used capabilities"]
+    assert b["reset_required"] is (before["is resetting"] == "y")
+    assert b["verified"] is True, b["findings"]
+    assert b["pages_4k"] + 512 * b["pages_2m"] == before["current"]
+    live_guest.log("stock: %.1f s in the guest" % run["seconds"])

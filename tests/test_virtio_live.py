@@ -10,6 +10,8 @@ import os
 import pytest
 import virtio_live
 
+pytestmark = pytest.mark.live  # boots a guest in QEMU
+
 
 @pytest.fixture(scope="module")
 def live():

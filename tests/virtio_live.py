@@ -104,10 +104,10 @@ def missing() -> Optional[str]:
     if needs:
         return "the live virtio test needs " + ", ".join(needs)
     try:
-        import drgn_balloon.btf_debuginfo  # noqa: F401
+        from drgn_balloon.btf_debuginfo import btf_supported
     except ImportError:
         return "this checkout has no BTF mode (drgn_balloon.btf_debuginfo)"
-    return None
+    return btf_supported()  # the guest runs this Python's drgn
 
 
 def run(work: str, doom: bool = False, timeout: float = 900) -> Dict[str, object]:

@@ -1,15 +1,21 @@
 #!/bin/bash
 # Build a small x86_64 kernel with vmw_balloon as a module, from Debian's linux-source-VER.
-# Usage: build_kernel.sh <5.10|6.1|6.12|7.2>
+# Usage: build_kernel.sh <5.10|6.1|6.12|7.2> [btf]
 # Output: $CACHE/kernels/VER/{bzImage,vmlinux,vmw_balloon.ko,vmw_vmci.ko,config,release}
+# With "btf": the same source and config plus kernel-btf.config (vmlinux and module BTF,
+# release VER-btf through CONFIG_LOCALVERSION), built in $CACHE/build/VER-btf and collected
+# in $CACHE/kernels/VER-btf, so the kernels without BTF (and their samples) stay as they are.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/common.sh"
-VER=${1:?usage: build_kernel.sh <5.10|6.1|6.12|7.2>}
+VER=${1:?usage: build_kernel.sh <5.10|6.1|6.12|7.2> [btf]}
+VARIANT=${2:-}
+case $VARIANT in "" | btf) ;; *) echo "unknown variant $VARIANT (only btf)" >&2; exit 2 ;; esac
+KNAME=$VER${VARIANT:+-$VARIANT}
 JOBS=${JOBS:-$(nproc)}
 SRC=$CACHE/src/linux-source-$VER
-OUT=$CACHE/build/$VER
-DEST=$CACHE/kernels/$VER
+OUT=$CACHE/build/$KNAME
+DEST=$CACHE/kernels/$KNAME
 mkdir -p "$CACHE/src" "$OUT" "$DEST"
 T0=$(date +%s)
 
@@ -35,6 +41,7 @@ fi
 cd "$SRC"
 make -s ARCH=x86_64 O="$OUT" tinyconfig
 cat "$HERE/kernel.config" >> "$OUT/.config"
+[ -z "$VARIANT" ] || cat "$HERE/kernel-$VARIANT.config" >> "$OUT/.config"
 make -s ARCH=x86_64 O="$OUT" olddefconfig
 fail=0
 check() {  # check SYMBOL WANTED...
@@ -55,7 +62,13 @@ done
 check VMWARE_VMCI m
 check VMWARE_BALLOON m
 check DEBUG_INFO_REDUCED n absent
-check DEBUG_INFO_BTF n absent
+if [ "$VARIANT" = btf ]; then
+    check DEBUG_INFO_BTF y
+    check DEBUG_INFO_BTF_MODULES y
+    check LOCALVERSION '"-btf"'
+else
+    check DEBUG_INFO_BTF n absent
+fi
 check RANDOMIZE_BASE n absent
 check MODULE_SIG n absent
 # Old and new names: at least one of each pair must be y.

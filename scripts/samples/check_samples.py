@@ -42,6 +42,8 @@ def debug_files(sample_dir, manifest):
 
 def check(sample_dir):
     manifest = json.load(open(os.path.join(sample_dir, "manifest.json")))
+    if not manifest.get("debug_files"):
+        return check_stock(sample_dir, manifest)
     files = debug_files(sample_dir, manifest)
     if not manifest["balloon_module_loaded"]:
         files = [f for f in files if not f.endswith(".ko")]
@@ -108,6 +110,51 @@ def check(sample_dir):
         if ("y" if b.reset_required else "n") != v["is resetting"]:
             problems.append("reset_required")
     return summary, problems
+
+
+def check_stock(sample_dir, manifest):
+    """A stock kernel (no debug files): make_sample.py's check with drgn alone, the
+    symbols from the dump's own kallsyms (v6.0+) or from System.map.xz relocated by
+    VMCOREINFO's KERNELOFFSET."""
+    import re
+    import tempfile
+
+    sys.path.insert(0, HERE)
+    import make_sample
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vmcore = os.path.join(sample_dir, "vmcore")
+        if not os.path.exists(vmcore):
+            vmcore = os.path.join(tmp, "vmcore")
+            with lzma.open(os.path.join(sample_dir, "vmcore.xz")) as f, open(
+                vmcore, "wb"
+            ) as g:
+                shutil.copyfileobj(f, g, 1 << 20)
+        prog = drgn.Program()
+        prog.set_core_dump(vmcore)
+        names = ("init_task", "init_uts_ns")
+        smap = os.path.join(sample_dir, "System.map.xz")
+        if os.path.exists(smap):
+            info = prog["VMCOREINFO"].string_().decode()
+            offset = int(re.search(r"^KERNELOFFSET=(\w+)$", info, re.M).group(1), 16)
+            symbols = {}
+            with lzma.open(smap, "rt") as f:
+                for line in f:
+                    addr, _, name = line.split()
+                    if name in names:
+                        symbols[name] = int(addr, 16) + offset
+        else:
+            from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
+            finder = load_vmlinux_kallsyms(prog)
+            symbols = {n: finder(prog, n, None, True)[0].address for n in names}
+        try:
+            result, _ = make_sample.drgn_check_stock(
+                vmcore, symbols, manifest["ground_truth"]["uname_r"]
+            )
+        except SystemExit as e:
+            return {}, [str(e)]
+    return result, []
 
 
 def main():

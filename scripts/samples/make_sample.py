@@ -9,6 +9,12 @@ stores it in vmcore-samples/<name>/ with a manifest.json.
 
     make_sample.py 6.1 4k              -> vmcore-samples/6.1-4k/
     make_sample.py 6.12 large          -> $CACHE/large/6.12-large/ (not for committing)
+    make_sample.py stock-6.1 4k        -> vmcore-samples/stock-6.1-4k/ (Debian's
+                                          own kernel: fetch_stock_kernel.sh 6.1)
+
+A stock kernel has no vmlinux for gdb: QEMU runs at once, the guest prints vmw_balloon's
+kallsyms after insmod, and only then does the gdb host attach and set its breakpoints
+(the driver retries its unanswered START every second meanwhile).
 
 Python 3 standard library only.
 """
@@ -120,6 +126,24 @@ SCENARIOS = {
         },
         "timeout": 1800,
     },
+    "fragmented": {
+        "description": "Benchmark sample (not committed): 3 GiB guest whose memory "
+        "was fragmented before the driver loaded (a tmpfs file filled with 4 KiB "
+        "pages, every other page punched out with fallocate, "
+        "vm.compaction_proactiveness=0), so the balloon's pages are scattered; "
+        "target 400000 4 KiB frames, no 2M.",
+        "vmware": True,
+        "memory_mib": 3072,
+        "large": True,
+        # Frames left free above the target after the punching (guest_init.sh).
+        "fragment_margin": 40000,
+        "host": {
+            "capabilities": CAP_BASIC | CAP_BATCHED | CAP_64BIT_TARGET,
+            "targets": [400000],
+            "grant_2m": False,
+        },
+        "timeout": 1800,
+    },
 }
 
 
@@ -135,8 +159,16 @@ def run(cmd, **kw):
 # ---------------------------------------------------------------------------- guest
 
 
+def build_fragment(work):
+    """Build fragment.c statically for the guest (scenario fragmented)."""
+    out = os.path.join(work, "fragment")
+    run(["gcc", "-static", "-O2", "-o", out, os.path.join(HERE, "fragment.c")])
+    return out
+
+
 def make_initramfs(work, init_script, files):
-    """A busybox initramfs: /init = init_script, each (src, name) of files copied to /name."""
+    """A busybox initramfs: /init = init_script; each (src, name) of files
+    copied to /name."""
     root = os.path.join(work, "initramfs")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "bin"))
@@ -163,11 +195,12 @@ def make_initramfs(work, init_script, files):
     return cpio
 
 
-def build_initramfs(kdir, work):
+def build_initramfs(kdir, work, modules=("vmw_vmci.ko", "vmw_balloon.ko"), extra=()):
     return make_initramfs(
         work,
         os.path.join(HERE, "guest_init.sh"),
-        [(os.path.join(kdir, ko), ko) for ko in ("vmw_vmci.ko", "vmw_balloon.ko")],
+        [(os.path.join(kdir, ko), ko) for ko in modules]
+        + [(path, os.path.basename(path)) for path in extra],
     )
 
 
@@ -288,20 +321,55 @@ def parse_vmstat(raw):
     return parsed
 
 
+def parse_zoneinfo(raw):
+    """{"Node N, zone NAME": {"present": .., "managed": .., "spanned": ..}} in pages."""
+    parsed = {}
+    zone = None
+    for line in raw.splitlines():
+        m = re.match(r"^Node (\d+), zone\s+(\S+)", line)
+        if m:
+            zone = parsed.setdefault("Node %s, zone %s" % m.groups(), {})
+            continue
+        m = re.match(r"^\s+(present|managed|spanned)\s+(\d+)$", line)
+        if m and zone is not None:
+            zone[m.group(1)] = int(m.group(2))
+    return parsed
+
+
+def parse_kallsyms(raw):
+    """/proc/kallsyms lines -> [(address, type, name, module or None)]."""
+    out = []
+    for line in raw.splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            mod = parts[3].strip("[]") if len(parts) > 3 else None
+            out.append((int(parts[0], 16), parts[1], parts[2], mod))
+    return out
+
+
 def ground_truth(data):
     sec = sections(data)
     vm = sec.get("vmmemctl", "")
-    return {
-        "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)} if vm.strip() else None,
-        "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
-        "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
-        "module_sections": {
-            line.split()[0]: line.split()[1]
-            for line in sec.get("module_sections", "").splitlines()
-            if line.strip()
+    zi = sec.get("zoneinfo")
+    extra = {}
+    if zi is not None:
+        extra["zoneinfo"] = {"raw": zi, "parsed": parse_zoneinfo(zi)}
+    return dict(
+        {
+            "vmmemctl": {"raw": vm, "parsed": parse_vmmemctl(vm)}
+            if vm.strip()
+            else None,
+            "meminfo": {"raw": sec["meminfo"], "parsed": parse_meminfo(sec["meminfo"])},
+            "vmstat": {"raw": sec["vmstat"], "parsed": parse_vmstat(sec["vmstat"])},
+            "module_sections": {
+                line.split()[0]: line.split()[1]
+                for line in sec.get("module_sections", "").splitlines()
+                if line.strip()
+            },
+            "uname_r": sec["uname_r"].strip(),
         },
-        "uname_r": sec["uname_r"].strip(),
-    }, sec.get("lsmod", "")
+        **extra,
+    ), sec.get("lsmod", "")
 
 
 # --------------------------------------------------------------------------- running
@@ -435,6 +503,152 @@ print(json.dumps(r))
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr.strip()
 
 
+def elf_vmcoreinfo(path):
+    """The VMCOREINFO note of QEMU's ELF dump as {key: value} (before makedumpfile)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        phoff = int.from_bytes(head[32:40], "little")
+        phentsize = int.from_bytes(head[54:56], "little")
+        phnum = int.from_bytes(head[56:58], "little")
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+        for i in range(phnum):
+            e = ph[i * phentsize : (i + 1) * phentsize]
+            if int.from_bytes(e[0:4], "little") != 4:  # PT_NOTE
+                continue
+            off = int.from_bytes(e[8:16], "little")
+            size = int.from_bytes(e[32:40], "little")
+            f.seek(off)
+            notes = f.read(size)
+            pos = 0
+            while pos + 12 <= len(notes):
+                namesz, descsz = (
+                    int.from_bytes(notes[pos : pos + 4], "little"),
+                    int.from_bytes(notes[pos + 4 : pos + 8], "little"),
+                )
+                name = notes[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+                desc_at = pos + 12 + (namesz + 3) // 4 * 4
+                desc = notes[desc_at : desc_at + descsz]
+                pos = desc_at + (descsz + 3) // 4 * 4
+                if name == b"VMCOREINFO":
+                    return dict(
+                        line.split("=", 1)
+                        for line in desc.decode(errors="replace").splitlines()
+                        if "=" in line
+                    )
+    raise SystemExit("no VMCOREINFO note in " + path)
+
+
+def drgn_check_stock(vmcore, symbols, release):
+    """Check a stock-kernel dump with no debug info at all: drgn translates addresses
+    from VMCOREINFO alone; symbols (name -> address, from the guest's /proc/kallsyms)
+    give init_uts_ns, whose release string must be there, and init_task, from which
+    pointers into the direct map (task_structs and other slab objects), followed two
+    levels deep, must not meet excluded pages; v6.0+: kallsyms read from the dump
+    (VMCOREINFO) must agree with the guest's."""
+    code = r"""
+import json, sys, drgn
+vmcore, symbols, release = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+prog = drgn.Program()
+prog.set_core_dump(vmcore)
+r = {}
+try:
+    from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+    finder = load_vmlinux_kallsyms(prog)
+    r["kallsyms_from_vmcoreinfo"] = all(
+        finder(prog, name, None, True)[0].address == addr
+        for name, addr in symbols.items()
+    )
+except (ImportError, LookupError, ValueError, drgn.MissingDebugInfoError) as e:
+    r["kallsyms_from_vmcoreinfo"] = False
+    r["kallsyms_error"] = str(e)
+uts = prog.read(symbols["init_uts_ns"], 512)
+r["release_in_init_uts_ns"] = release.encode() + b"\0" in uts
+# Pointers into the direct map, followed two levels deep from init_task (512
+# bytes of each object met): tasks, their mm, files, signal, the slab objects
+# those point to. makedumpfile 1.7.8 -d 31 takes the tail pages of 7.x's
+# multi-page slabs for user pages: such a dump fails here.
+seen = set()
+ok = excluded = other = 0
+def scan(addr, size, depth):
+    global ok, excluded, other
+    try:
+        data = prog.read(addr, size)
+    except drgn.FaultError:
+        return
+    for i in range(0, size - 7, 8):
+        v = int.from_bytes(data[i:i + 8], "little") & ~7
+        if not 0xffff888000000000 <= v < 0xffffc88000000000 or v in seen:
+            continue
+        seen.add(v)
+        try:
+            prog.read(v, 8)
+            ok += 1
+        except drgn.FaultError as e:
+            if "xcluded" in str(e):
+                excluded += 1
+            else:
+                other += 1
+            continue
+        if depth:
+            scan(v, 512, depth - 1)
+scan(symbols["init_task"], 4096, 2)
+r["init_task_pointers"] = {"readable": ok, "excluded": excluded, "other_faults": other}
+print(json.dumps(r))
+"""
+    p = subprocess.run(
+        [sys.executable, "-c", code, vmcore, json.dumps(symbols), release],
+        capture_output=True,
+        text=True,
+    )
+    if p.returncode != 0:
+        raise SystemExit("drgn check failed:\n" + p.stdout + p.stderr)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    ptrs = r["init_task_pointers"]
+    if ptrs["excluded"]:
+        raise SystemExit("drgn check failed: Excluded page behind init_task: %s" % r)
+    if not r["release_in_init_uts_ns"] or ptrs["readable"] < 5:
+        raise SystemExit("drgn check failed: %s" % r)
+    return r, p.stderr.strip()
+
+
+def write_system_map(kallsyms, kernel_offset, vmcoreinfo, path):
+    """System.map of a stock kernel from its /proc/kallsyms: every vmlinux symbol at its
+    link-time address (the KASLR offset of VMCOREINFO's KERNELOFFSET taken off the
+    kernel image's symbols; the absolute per-CPU ones are not relocated), checked
+    against VMCOREINFO's SYMBOL() lines.  Returns (symbols, checked SYMBOL lines)."""
+    rows = []
+    for addr, typ, name, mod in kallsyms:
+        if mod is not None:
+            continue
+        if addr >= 0xFFFFFFFF80000000:
+            addr -= kernel_offset
+        rows.append((addr, typ, name))
+    rows.sort(key=lambda r: r[0])
+    by_name = {}
+    for addr, _, name in rows:
+        by_name.setdefault(name, addr)
+    checked = 0
+    for key, val in vmcoreinfo.items():
+        m = re.match(r"^SYMBOL\((\w+)\)$", key)
+        # Addresses in the kernel image only: SYMBOL(mem_section) is the array's
+        # value (VMCOREINFO_SYMBOL_ARRAY), a pointer into the direct map.
+        if m and m.group(1) in by_name and int(val, 16) >= 0xFFFFFFFF80000000:
+            if by_name[m.group(1)] + kernel_offset != int(val, 16):
+                raise SystemExit(
+                    "System.map: %s at %#x + offset %#x != VMCOREINFO %s"
+                    % (m.group(1), by_name[m.group(1)], kernel_offset, val)
+                )
+            checked += 1
+    if checked < 3:
+        raise SystemExit("System.map: only %d SYMBOL() lines to check" % checked)
+    text = "".join("%016x %s %s\n" % r for r in rows).encode()
+    with open(path + ".tmp", "wb") as g:
+        subprocess.run(["xz", "-9", "-c"], input=text, stdout=g, check=True)
+    os.replace(path + ".tmp", path)
+    return len(rows), checked
+
+
 def build_id(path):
     out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
     m = re.search(r"Build ID: ([0-9a-f]+)", out)
@@ -495,11 +709,13 @@ def store_kernel(kdir, release, samples_root, work):
     return dest
 
 
-def start_gdb_host(work, vmlinux, ko, gdb_port, host, **popen_kw):
+def start_gdb_host(work, vmlinux, ko, gdb_port, host, module_symbols=None, **popen_kw):
     """
     Start gdb as the VMware host (vmware_host_gdb.py) of the QEMU guest that
     waits (-S) for gdb on gdb_port; host is {"capabilities": int, "targets":
     [...], ...}. Returns (the gdb process, the host config written to work/).
+    With module_symbols ({name: address} of the loaded vmw_balloon) and no vmlinux,
+    gdb attaches to the running guest instead (a stock kernel).
     """
     cfg = {
         "log": os.path.join(work, "host.log"),
@@ -509,6 +725,8 @@ def start_gdb_host(work, vmlinux, ko, gdb_port, host, **popen_kw):
         "in_sites": find_in_sites(ko),
         "host": dict(host, capabilities=hex(host["capabilities"])),
     }
+    if module_symbols is not None:
+        cfg["module_symbols"] = {k: "%#x" % v for k, v in module_symbols.items()}
     cfg_path = os.path.join(work, "host_cfg.json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f, indent=1)
@@ -521,8 +739,9 @@ def start_gdb_host(work, vmlinux, ko, gdb_port, host, **popen_kw):
             "-nx",
             "-ex",
             "set auto-load off",
-            "-ex",
-            "file " + vmlinux,
+        ]
+        + (["-ex", "file " + vmlinux] if vmlinux else [])
+        + [
             "-x",
             os.path.join(HERE, "vmware_host_gdb.py"),
         ],
@@ -540,7 +759,9 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "kernel", help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2)"
+        "kernel",
+        help="kernel version built by build_kernel.sh (5.10, 6.1, 6.12, 7.2, 6.1-btf, "
+        "7.2-btf), or stock-VER for Debian's kernel (fetch_stock_kernel.sh VER)",
     )
     ap.add_argument("scenario", choices=sorted(SCENARIOS))
     ap.add_argument(
@@ -551,29 +772,68 @@ def main():
     ap.add_argument("--dump-level", type=int, default=31)
     ap.add_argument("--keep-elf", action="store_true", help="keep QEMU's ELF dump")
     ap.add_argument(
+        "--xz",
+        action="store_true",
+        help="store the kdump file with its pages not compressed (makedumpfile without "
+        "-c), xz-compressed as vmcore.xz: about half the size of a zlib kdump file",
+    )
+    ap.add_argument(
+        "--system-map",
+        action="store_true",
+        help="stock kernels: store System.map.xz beside the vmcore, made from the "
+        "guest's /proc/kallsyms (Debian's image package ships only a placeholder)",
+    )
+    ap.add_argument(
+        "--memory",
+        type=int,
+        help="guest RAM in MiB instead of the scenario's (smaller dumps)",
+    )
+    ap.add_argument(
         "--elf",
         action="store_true",
         help="store the sample as an ELF dump (makedumpfile -E, the same "
         "dump level), xz-compressed as vmcore.xz; the name gets -elf",
     )
     args = ap.parse_args()
+    if args.elf and args.xz:
+        ap.error("--elf and --xz: choose one")
 
     t_start = time.time()
-    sc = SCENARIOS[args.scenario]
+    sc = dict(SCENARIOS[args.scenario])
+    if args.memory:
+        sc["memory_mib"] = args.memory
     name = "%s-%s" % (args.kernel, args.scenario) + ("-elf" if args.elf else "")
-    kdir = os.path.join(CACHE, "kernels", args.kernel)
-    for f in (
-        "bzImage",
-        "vmlinux",
-        "vmw_balloon.ko",
-        "vmw_vmci.ko",
-        "config",
-        "release",
-    ):
+    stock = args.kernel.startswith("stock-")
+    if stock:
+        # Debian's own kernel: vmlinuz and modules of its image package only.
+        kver = args.kernel[len("stock-") :]
+        kdir = os.path.join(CACHE, "stock", kver)
+        needed = (
+            "vmlinuz",
+            "vmw_balloon.ko",
+            "vmw_vmci.ko",
+            "qemu_fw_cfg.ko",
+            "release",
+        )
+        how = "fetch_stock_kernel.sh " + kver
+        if args.elf or (sc["host"] or {}).get("grant_2m") or not sc["vmware"]:
+            raise SystemExit("stock kernels: VMware scenarios without 2M, kdump only")
+    else:
+        kdir = os.path.join(CACHE, "kernels", args.kernel)
+        needed = (
+            "bzImage",
+            "vmlinux",
+            "vmw_balloon.ko",
+            "vmw_vmci.ko",
+            "config",
+            "release",
+        )
+        how = "build_kernel.sh " + " ".join(args.kernel.split("-", 1))
+        if args.system_map:
+            raise SystemExit("--system-map is for stock kernels")
+    for f in needed:
         if not os.path.exists(os.path.join(kdir, f)):
-            raise SystemExit(
-                "missing %s/%s: run build_kernel.sh %s" % (kdir, f, args.kernel)
-            )
+            raise SystemExit("missing %s/%s: run %s" % (kdir, f, how))
     release = open(os.path.join(kdir, "release")).read().strip()
     samples_root = args.out or (
         os.path.join(CACHE, "large")
@@ -585,7 +845,13 @@ def main():
     os.makedirs(work)
     mdf, mdf_version = makedumpfile_bin()
 
-    cpio = build_initramfs(kdir, work)
+    extra = [build_fragment(work)] if sc.get("fragment_margin") else []
+    if stock:
+        cpio = build_initramfs(
+            kdir, work, ("qemu_fw_cfg.ko", "vmw_vmci.ko", "vmw_balloon.ko"), extra
+        )
+    else:
+        cpio = build_initramfs(kdir, work, extra=extra)
     host = sc["host"]
     data_log = os.path.join(work, "data.log")
     console_log = os.path.join(work, "console.log")
@@ -595,12 +861,20 @@ def main():
         "console=ttyS0",
         "loglevel=6",
         "panic=-1",
-        "nokaslr",
-        "qemu_fw_cfg.ioport=12@0x510:0:1:4",
-        "sample_timeout=%d" % sc.get("timeout", 300),
     ]
+    if stock:
+        # KASLR stays on, as users have it; ACPI finds fw_cfg.
+        append += ["sample_attach=1"] + (
+            ["sample_kallsyms=1"] if args.system_map else []
+        )
+    else:
+        # No ACPI in these kernels: fw_cfg's I/O ports given by hand.
+        append += ["nokaslr", "qemu_fw_cfg.ioport=12@0x510:0:1:4"]
+    append.append("sample_timeout=%d" % sc.get("timeout", 300))
     if host:
         append.append("sample_target=%d" % host["targets"][-1])
+    if sc.get("fragment_margin"):
+        append.append("sample_fragment=%d" % sc["fragment_margin"])
     qemu = [
         "qemu-system-x86_64",
         "-accel",
@@ -630,7 +904,7 @@ def main():
         "-device",
         "vmcoreinfo",
         "-kernel",
-        os.path.join(kdir, "bzImage"),
+        os.path.join(kdir, "vmlinuz" if stock else "bzImage"),
         "-initrd",
         cpio,
         "-append",
@@ -643,7 +917,7 @@ def main():
         "unix:%s,server=on,wait=off" % qmp_sock,
     ]
     if host:
-        qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port, "-S"]
+        qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port] + ([] if stock else ["-S"])
 
     gdbp = None
     host_cfg = None
@@ -655,7 +929,27 @@ def main():
     )
     log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
     try:
-        if host:
+        if host and stock:
+            text = wait_for(data_log, "@@END balloon_kallsyms@@", 300, [qemu_p])
+            module_symbols = {
+                n: a
+                for a, t, n, _ in parse_kallsyms(sections(text)["balloon_kallsyms"])
+                if t in "tT"
+            }
+            log(
+                "vmw_balloon loaded: %d functions; attaching the host"
+                % len(module_symbols)
+            )
+            gdbp, host_cfg = start_gdb_host(
+                work,
+                None,
+                os.path.join(kdir, "vmw_balloon.ko"),
+                gdb_port,
+                host,
+                module_symbols=module_symbols,
+            )
+            log("gdb pid %d" % gdbp.pid)
+        elif host:
             gdbp, host_cfg = start_gdb_host(
                 work,
                 os.path.join(kdir, "vmlinux"),
@@ -689,12 +983,19 @@ def main():
 
     gt, lsmod = ground_truth(data)
     loaded = "vmw_balloon " in lsmod
+    if fix_qemu_elf(elf):
+        log("moved the ELF program headers to offset 64 (QEMU 7.2 layout)")
+    vmcoreinfo = elf_vmcoreinfo(elf)
+    if stock:
+        kallsyms = parse_kallsyms(sections(data).get("kallsyms", ""))
+        # The guest's own addresses of the symbols the check reads.
+        check_syms = {
+            n: a for a, _, n, _ in parse_kallsyms(sections(data)["check_kallsyms"])
+        }
     # makedumpfile: kdump-compressed, zlib.  makedumpfile 1.7.8 takes the slab pages of
     # 7.x kernels for user pages (bit 8 of the dump level): if drgn then meets excluded
     # pages, retry without that bit, and say so in the manifest.
     kdump = os.path.join(work, "vmcore")
-    if fix_qemu_elf(elf):
-        log("moved the ELF program headers to offset 64 (QEMU 7.2 layout)")
     dump_note = None
     level = args.dump_level
     while True:
@@ -702,7 +1003,9 @@ def main():
             os.unlink(kdump)
         t0 = time.time()
         p = subprocess.run(
-            [mdf, "-c", "-d", str(level), elf, kdump], capture_output=True, text=True
+            [mdf] + ([] if args.xz else ["-c"]) + ["-d", str(level), elf, kdump],
+            capture_output=True,
+            text=True,
         )
         sys.stdout.write(p.stdout + p.stderr)
         if p.returncode != 0:
@@ -712,12 +1015,15 @@ def main():
             % (level, os.path.getsize(kdump) / 1e6, time.time() - t0)
         )
         try:
-            check, warnings = drgn_check(
-                kdump,
-                os.path.join(kdir, "vmlinux"),
-                os.path.join(kdir, "vmw_balloon.ko"),
-                loaded,
-            )
+            if stock:
+                check, warnings = drgn_check_stock(kdump, check_syms, gt["uname_r"])
+            else:
+                check, warnings = drgn_check(
+                    kdump,
+                    os.path.join(kdir, "vmlinux"),
+                    os.path.join(kdir, "vmw_balloon.ko"),
+                    loaded,
+                )
             break
         except SystemExit as e:
             if "Excluded page" not in str(e) or level & 8 == 0:
@@ -732,6 +1038,13 @@ def main():
             )
             level &= ~8
     dump_format = "kdump-compressed (zlib)"
+    if args.xz:
+        run(["xz", "-9", "-T2", "-k", "-f", kdump])
+        dump_format = (
+            "kdump-compressed format with the pages not compressed (makedumpfile "
+            "without -c), stored xz-compressed as vmcore.xz and decompressed on "
+            "first use"
+        )
     if args.elf:
         # The same pages as the kdump file, in ELF (makedumpfile -E).
         elf_out = os.path.join(work, "vmcore.filtered.elf")
@@ -759,7 +1072,7 @@ def main():
     log("drgn: %s" % check)
     if warnings:
         log("drgn warnings:\n" + warnings)
-    if loaded and gt["vmmemctl"]:
+    if loaded and gt["vmmemctl"] and not stock:
         v = gt["vmmemctl"]["parsed"]
         if (check["size"], check["target"]) != (v["current"], v["target"]):
             log(
@@ -771,20 +1084,62 @@ def main():
     if host_cfg and os.path.exists(host_cfg["state_file"]):
         host_state = json.load(open(host_cfg["state_file"]))
 
-    kernels_dir = store_kernel(kdir, release, samples_root, work)
     sample_dir = os.path.join(samples_root, name)
     os.makedirs(sample_dir, exist_ok=True)
-    stored = os.path.join(sample_dir, "vmcore.xz" if args.elf else "vmcore")
-    shutil.copy(
-        os.path.join(work, "vmcore.filtered.elf.xz") if args.elf else kdump, stored
-    )
+    if stock:
+        kernels_dir = None
+        kernel_offset = int(vmcoreinfo.get("KERNELOFFSET", "0"), 16)
+        system_map = None
+        if args.system_map:
+            n, checked = write_system_map(
+                kallsyms,
+                kernel_offset,
+                vmcoreinfo,
+                os.path.join(sample_dir, "System.map.xz"),
+            )
+            system_map = {
+                "file": "System.map.xz",
+                "symbols": n,
+                "source": "the guest's /proc/kallsyms (vmlinux symbols), KERNELOFFSET "
+                "taken off the kernel image's addresses (absolute per-CPU symbols "
+                "kept); checked against %d VMCOREINFO SYMBOL() lines" % checked,
+            }
+        package_map = None
+        if os.path.exists(os.path.join(kdir, "System.map.package")):
+            package_map = open(os.path.join(kdir, "System.map.package")).read()
+        stock_info = {
+            "packages": open(os.path.join(kdir, "packages")).read().split("\n")[:-1],
+            "debug_package": None,
+            "kaslr": {
+                "enabled": "nokaslr" not in append,
+                "kernel_offset": "%#x" % kernel_offset,
+            },
+            "vmcoreinfo_kallsyms": any("kallsyms" in k for k in vmcoreinfo),
+            "system_map": system_map,
+            "package_system_map": package_map,
+            "host_attached_after_insmod": True,
+        }
+    else:
+        kernels_dir = store_kernel(kdir, release, samples_root, work)
+    stored = os.path.join(sample_dir, "vmcore.xz" if args.elf or args.xz else "vmcore")
+    if args.elf:
+        shutil.copy(os.path.join(work, "vmcore.filtered.elf.xz"), stored)
+    else:
+        shutil.copy(kdump + ".xz" if args.xz else kdump, stored)
     os.chmod(stored, 0o644)
     manifest = {
         "name": name,
-        "description": sc["description"],
+        "description": (
+            "Debian's stock kernel %s (%s; image package only, no debug package), "
+            "KASLR on, as a VMware guest. "
+            % (release, ", ".join(stock_info["packages"]))
+            if stock
+            else ""
+        )
+        + sc["description"],
         "kernel_release": release,
-        "kernel_dir": os.path.relpath(kernels_dir, sample_dir),
-        "debug_files": ["vmlinux.xz", "vmw_balloon.ko.xz"],
+        "kernel_dir": None if stock else os.path.relpath(kernels_dir, sample_dir),
+        "debug_files": [] if stock else ["vmlinux.xz", "vmw_balloon.ko.xz"],
         "vmware": sc["vmware"],
         "balloon_module_loaded": loaded,
         "host": None
@@ -823,6 +1178,8 @@ def main():
         "build_seconds": int(time.time() - t_start),
         "ground_truth": gt,
     }
+    if stock:
+        manifest["stock"] = stock_info
     with open(os.path.join(sample_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

@@ -151,6 +151,7 @@ def unpack_kernel(suite, work):
         debs.append(fetch_deb(dep, suite))
     root = os.path.join(CACHE, "stock", image)
     if not os.path.isdir(root):
+        os.makedirs(os.path.dirname(root), exist_ok=True)  # dpkg-deb -x: no -p
         for d in debs:
             ms.run(["dpkg-deb", "-x", d, root + ".tmp"])
         os.rename(root + ".tmp", root)

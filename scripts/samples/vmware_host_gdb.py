@@ -1,6 +1,8 @@
 # Plays the VMware balloon "host" from gdb, attached to QEMU's gdbstub.
 #
 # Run as:  VMW_HOST_CONFIG=cfg.json gdb -batch -nx -x vmware_host_gdb.py
+# (with `file vmlinux` first, or, for a stock kernel, "module_symbols" in the config:
+# the vmw_balloon kallsyms the guest printed, and gdb attaches to the running guest).
 #
 # The unmodified vmw_balloon driver talks to the hypervisor with `inl (%dx)` on port
 # 0x5670 (eax = magic, ecx = command, ebx = arg1, esi = arg2).  QEMU answers such an
@@ -232,14 +234,21 @@ def main():
     gdb.execute("set pagination off")
     gdb.execute("set confirm off")
     gdb.execute("target remote %s" % CFG["gdb_address"])
-    bp = ModuleLoadBreakpoint("*do_init_module", internal=True)
-    log("waiting for vmw_balloon to load")
-    gdb.execute("continue")
-    if "syms" not in STATE:
-        log("stopped without vmw_balloon loaded; giving up")
-        return
-    syms = STATE["syms"]
-    bp.delete()
+    if "module_symbols" in CFG:
+        # Attach mode (a stock kernel: no vmlinux): the guest has loaded vmw_balloon and
+        # printed its kallsyms; attaching stopped the VM.  Until now the driver's START
+        # went unanswered (it retries every second, as after a host reset).
+        syms = {k: int(v, 0) for k, v in CFG["module_symbols"].items()}
+        log("attached after vmw_balloon was loaded")
+    else:
+        bp = ModuleLoadBreakpoint("*do_init_module", internal=True)
+        log("waiting for vmw_balloon to load")
+        gdb.execute("continue")
+        if "syms" not in STATE:
+            log("stopped without vmw_balloon loaded; giving up")
+            return
+        syms = STATE["syms"]
+        bp.delete()
     sites = []
     for site in CFG["in_sites"]:
         addr = syms[site["function"]] + site["offset_after"]
