@@ -239,7 +239,8 @@ def _virtio(
             probe,
             MissingDebugInfo(
                 f"virtio_balloon is bound to {names}, but struct virtio_balloon "
-                f"is not in the debug info (it is the module's own): {why}"
+                "is not in the debug info (it is the module's own, and kernels "
+                f"before v5.11 have no module BTF): {why}"
             ),
         )
     out = []
