@@ -41,3 +41,20 @@ def test_live_virtio_balloon(live):
     assert ram - live["query_balloon_actual"] == held * 4096
     assert report["managed"] * 4 == live["meminfo"]["MemTotal"]
     assert report["present"] == sum(z["present"] for z in live["zoneinfo"])
+
+
+def test_live_console_script(live):
+    """balloon-report --json as root in the same guest, on /proc/kcore through
+    the kernel's BTF and kallsyms, against the guest's own figures."""
+    console = live["console"]
+    assert console["exit"] == 0, live["console_err"]
+    doc = console["doc"]
+    assert doc["kernel"]["live"] and doc["debuginfo"]["source"].startswith("btf")
+    (b,) = doc["balloons"]
+    vmstat = live["vmstat"]
+    held = vmstat["balloon_inflate"] - vmstat["balloon_deflate"]
+    assert b["driver"] == "virtio_balloon" and b["size_frames"] == held
+    assert b["verified"] and b["adjusts_managed"] is True
+    assert doc["memory"]["total_pages"] * 4 == live["meminfo"]["MemTotal"]
+    assert doc["memory"]["present_pages"] == sum(z["present"] for z in live["zoneinfo"])
+    assert "less memory than the VM has" in doc["verdict"]

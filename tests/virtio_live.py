@@ -78,6 +78,12 @@ sleep 2
  cd /dev/shm
  PYTHONPATH=@REPO@ PYTHONDONTWRITEBYTECODE=1 @PYTHON@ /live/guest.py 2>&1
  echo "@@END report@@"
+ echo "@@BEGIN console@@"
+ PYTHONPATH=@REPO@ PYTHONDONTWRITEBYTECODE=1 @PYTHON@ -m drgn_balloon.cli --json \
+     --no-rss 2>/dev/shm/console.err
+ echo "exit $?"
+ echo "@@END console@@"
+ echo "@@BEGIN console_err@@"; cat /dev/shm/console.err; echo "@@END console_err@@"
  echo "@@DONE@@"
 } > $OUT
 while :; do sleep 3600; done
@@ -190,4 +196,19 @@ def run(work: str, doom: bool = False, timeout: float = 900) -> Dict[str, object
         else None,
         "query_balloon_actual": actual,
         "pages": pages,
+        # balloon-report --json run in the guest on the live kernel: its
+        # document, exit code and stderr.
+        "console": _console(sec.get("console", "")),
+        "console_err": sec.get("console_err", ""),
     }
+
+
+def _console(text: str) -> Dict[str, object]:
+    lines = text.strip().splitlines()
+    code = None
+    if lines and lines[-1].startswith("exit "):
+        code = int(lines.pop().split()[1])
+    body = "\n".join(lines)
+    start = body.find("{")
+    doc = json.loads(body[start:]) if start >= 0 else None
+    return {"exit": code, "doc": doc}
