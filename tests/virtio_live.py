@@ -80,10 +80,10 @@ sleep 2
  echo "@@END report@@"
  echo "@@BEGIN console@@"
  PYTHONPATH=@REPO@ PYTHONDONTWRITEBYTECODE=1 @PYTHON@ -m drgn_balloon.cli --json \
-     --no-rss 2>/dev/shm/console.err
+     --no-rss 2>/tmp/console.err
  echo "exit $?"
  echo "@@END console@@"
- echo "@@BEGIN console_err@@"; cat /dev/shm/console.err; echo "@@END console_err@@"
+ echo "@@BEGIN console_err@@"; cat /tmp/console.err; echo "@@END console_err@@"
  echo "@@DONE@@"
 } > $OUT
 while :; do sleep 3600; done
