@@ -11,8 +11,7 @@ Debug info: the samples store none. Every test runs twice:
 * ``dwarf``: Debian's linux-image-*-dbg package of the manifest's release,
   unpacked under $DRGN_BALLOON_DBG_ROOT (default $DRGN_BALLOON_CACHE/dbg; only
   the vmlinux and drivers/virtio/*.ko are needed); skipped without it.
-Samples: $DRGN_BALLOON_VIRTIO_SAMPLES, else vmcore-samples/, else
-/var/tmp/new-samples.
+Samples: $DRGN_BALLOON_VIRTIO_SAMPLES, else vmcore-samples/.
 """
 
 import glob
@@ -45,7 +44,6 @@ def _sample_dir(name):
     for root in (
         os.environ.get("DRGN_BALLOON_VIRTIO_SAMPLES"),
         os.path.join(os.path.dirname(HERE), "vmcore-samples"),
-        "/var/tmp/new-samples",
     ):
         if root and os.path.exists(os.path.join(root, name, "manifest.json")):
             return os.path.join(root, name)
