@@ -46,6 +46,7 @@ MIB = 1 << 20
 ERAS = {
     "5.10": {"suite": "bullseye"},
     "6.1": {"suite": "bookworm"},
+    "6.12": {"suite": "trixie"},
     "7.x": {
         "suite": "sid",
         "dump_level": 23,
@@ -80,6 +81,14 @@ SAMPLES = {
         "steps_mib": [128],
         "description": "bookworm's stock 6.1 kernel, deflate-on-oom negotiated: the "
         "balloon's pages stay in MemTotal (used, like vmw_balloon's).",
+    },
+    "virtio-6.12": {
+        "era": "6.12",
+        "device": {},
+        "memory_mib": 384,
+        "steps_mib": [128],
+        "description": "trixie's stock 6.12 kernel (struct shrinker pointer, "
+        "balloon_compaction.h), default features.",
     },
     "virtio-7.x": {
         "era": "7.x",
