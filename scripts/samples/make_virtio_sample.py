@@ -90,6 +90,21 @@ SAMPLES = {
         "description": "trixie's stock 6.12 kernel (struct shrinker pointer, "
         "balloon_compaction.h), default features.",
     },
+    "virtio-6.12-hint": {
+        "era": "6.12",
+        "device": {
+            "deflate-on-oom": "on",
+            "free-page-hint": "on",
+            "free-page-reporting": "on",
+            "iothread": "iothread0",
+        },
+        "objects": ["iothread,id=iothread0"],
+        "memory_mib": 384,
+        "steps_mib": [150, 110],
+        "description": "trixie's stock 6.12 kernel with every feature QEMU offers: "
+        "deflate-on-oom, free page hinting (needs an iothread), free page reporting; "
+        "inflated to 150 MiB, then the host lowered the balloon to 110 MiB.",
+    },
     "virtio-7.x": {
         "era": "7.x",
         "device": {"free-page-reporting": "on"},
@@ -391,6 +406,10 @@ def make(name, out_root, dbg_root, dump_level, keep_elf=False, store="xz"):
         "1",
         "-device",
         "vmcoreinfo",
+    ]
+    for obj in sc.get("objects", []):
+        qemu += ["-object", obj]
+    qemu += [
         "-device",
         device,
         "-kernel",
