@@ -17,6 +17,8 @@ from typing import Dict, Iterator, NamedTuple, Optional, Tuple
 
 from drgn import FaultError, Object, Program, TypeKind
 
+from .drivers.common import pcp_free_pages
+
 __all__ = [
     "USED_COUNTERS",
     "FreeTable",
@@ -87,6 +89,9 @@ class MemoryAccounting(NamedTuple):
     processes: int
     hugepages: Tuple[HugePagePool, ...]
     free_kib: FreeTable
+    #: Free pages on the per-CPU page lists: not in ``MemFree``, so in
+    #: :attr:`used`, but not in :attr:`unaccounted` (``None``: not read).
+    pcp_free: Optional[int] = None
 
 
 def _item(prog: Program, name: str) -> Optional[int]:
@@ -397,6 +402,7 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
     total = _totalram(prog)
     free = _vm_stat(prog, "NR_FREE_PAGES") or 0
     explained = sum(v for k, v in counters.items() if k in USED_COUNTERS and v)
+    pcp_free = pcp_free_pages(prog)
     # free(1): buff/cache = Buffers + Cached + SReclaimable; used = total -
     # free - buff/cache; shared = Shmem.
     cache = sum(counters.get(k) or 0 for k in ("Buffers", "Cached", "SReclaimable"))
@@ -408,7 +414,7 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
         used=total - free,
         counters=counters,
         explained=explained,
-        unaccounted=max(total - free - explained, 0),
+        unaccounted=max(total - free - explained - (pcp_free or 0), 0),
         rss=rss_pages,
         processes=processes,
         hugepages=pools,
@@ -419,4 +425,5 @@ def memory_accounting(prog: Program, rss: bool = True) -> MemoryAccounting:
             shared=(counters.get("Shmem") or 0) * kib,
             buff_cache=cache * kib,
         ),
+        pcp_free=pcp_free,
     )

@@ -471,6 +471,7 @@ def report_document(report: Report) -> Dict[str, Any]:
             "zones": [] if z is None else [_plain(zone) for zone in z.zones],
             "counters_pages": dict(m.counters),
             "explained_pages": m.explained,
+            "pcp_free_pages": m.pcp_free,
             "unaccounted_pages": m.unaccounted,
             "rss_pages": m.rss,
             "processes": m.processes,
@@ -813,6 +814,14 @@ def render_text(report: Report) -> str:
     mrows.append(
         ["explained by the counters", f"{m.explained:,}", _bytes(m.explained * page)]
     )
+    if m.pcp_free:
+        mrows.append(
+            [
+                "free on per-CPU lists (not in MemFree)",
+                f"{m.pcp_free:,}",
+                _bytes(m.pcp_free * page),
+            ]
+        )
     mrows.append(["unexplained", f"{m.unaccounted:,}", _bytes(m.unaccounted * page)])
     for x in report.balloons:
         label = "VMware balloon" if x.is_vmware else balloon_name(x)

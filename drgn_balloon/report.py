@@ -363,7 +363,7 @@ def _exclude_outside_memtotal(
     explained = max(memory.explained - outside, 0)
     return memory._replace(
         explained=explained,
-        unaccounted=max(memory.used - explained, 0),
+        unaccounted=max(memory.used - explained - (memory.pcp_free or 0), 0),
     )
 
 

@@ -207,6 +207,66 @@ def _pgdats(prog: Program) -> List[Object]:
     return [node_data[nid] for nid in for_each_online_node(prog)]
 
 
+def _zone_pcp_count(prog: Program, zone: Object) -> int:
+    # Pages on one zone's per-CPU free lists, over the possible CPUs.
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+    from drgn.helpers.linux.percpu import per_cpu_ptr
+
+    try:
+        # v5.14+: struct per_cpu_pages __percpu *per_cpu_pageset (commit
+        # 28f836b6777b "mm/page_alloc: split per cpu page lists and zone stats").
+        pcps = zone.per_cpu_pageset
+        return sum(
+            int(per_cpu_ptr(pcps, cpu).count.value_())
+            for cpu in for_each_possible_cpu(prog)
+        )
+    except AttributeError:
+        pass
+    pagesets = zone.pageset
+    if pagesets.type_.kind == TypeKind.ARRAY:
+        # Before v2.6.34 (commit 99dcc3e5a94e "this_cpu: Page allocator
+        # conversion"): struct per_cpu_pageset *pageset[NR_CPUS].
+        cpus = list(for_each_possible_cpu(prog))
+        sets = [pagesets[cpu] for cpu in cpus]
+    else:
+        # v2.6.34 to v5.13: struct per_cpu_pageset __percpu *pageset.
+        sets = [per_cpu_ptr(pagesets, cpu) for cpu in for_each_possible_cpu(prog)]
+    total = 0
+    for pset in sets:
+        if not pset:
+            continue
+        pcp = pset.pcp
+        if pcp.type_.kind == TypeKind.ARRAY:  # hot and cold lists, before v2.6.25
+            total += sum(int(pcp[i].count.value_()) for i in range(len(pcp)))
+        else:
+            total += int(pcp.count.value_())
+    return total
+
+
+def pcp_free_pages(prog: Program) -> Optional[int]:
+    """
+    Free pages on the per-CPU page lists (``struct per_cpu_pages``) of every
+    zone: the page allocator takes them off the buddy lists in batches, and
+    ``NR_FREE_PAGES`` (``MemFree``) counts only the buddy lists, so these
+    free pages show as used in ``/proc/meminfo`` and ``free``. Since v6.7
+    (commit 51a755c56dc0 "mm: tune PCP high automatically") the lists grow
+    well beyond ``pcp->batch`` after a burst of frees, e.g. a balloon
+    deflating. ``None`` if this kernel's layout is not known.
+    """
+    total = 0
+    try:
+        for pgdat in _pgdats(prog):
+            node_zones = pgdat.node_zones
+            for i in range(int(node_zones.type_.length or 0)):
+                zone = node_zones[i]
+                if not int(zone.present_pages.value_()):
+                    continue
+                total += _zone_pcp_count(prog, zone)
+    except (AttributeError, LookupError, FaultError):
+        return None
+    return total
+
+
 def zone_totals(prog: Program) -> ZoneTotals:
     """
     Sum ``present_pages`` and ``managed_pages`` over every zone of every
