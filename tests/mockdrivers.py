@@ -319,6 +319,7 @@ class MockProgram:
         total: int,
         free: int,
         hypervisor: Optional[str] = None,
+        pcp: Optional[Tuple[str, Sequence[int]]] = None,
     ) -> None:
         """
         What the report's accounting reads, for the entry points: one node
@@ -326,18 +327,33 @@ class MockProgram:
         *total* are managed (MemTotal, ``_totalram_pages``), ``NR_FREE_PAGES``
         in ``vm_zone_stat`` (include/linux/mmzone.h, mm/vmstat.c), and
         optionally ``x86_hyper_type`` (arch/x86/include/asm/hypervisor.h).
+
+        *pcp*: (layout, per-CPU counts) of the zone's per-CPU free lists, one
+        CPU each, possible in ``__cpu_possible_mask`` with ``__per_cpu_offset``
+        (include/linux/mmzone.h): ``"per_cpu_pageset"`` (v5.14+: ``struct
+        per_cpu_pages __percpu *per_cpu_pageset``, ``count``) or ``"pageset"``
+        (v2.6.34 to v5.13: ``struct per_cpu_pageset __percpu *pageset``,
+        ``pcp.count``).
         """
         t = self.types
         prog = self.prog
         t["charp"] = prog.pointer_type(t["char"])
-        zone_t = self.struct(
-            "zone",
-            [
-                ("managed_pages", "atomic_long"),
-                ("present_pages", "ulong"),
-                ("name", "charp"),
-            ],
-        )
+        zone_members: List[Tuple[str, object]] = [
+            ("managed_pages", "atomic_long"),
+            ("present_pages", "ulong"),
+            ("name", "charp"),
+        ]
+        if pcp is not None:
+            pages_t = self.struct("per_cpu_pages", [("count", "int"), ("high", "int")])
+            if pcp[0] == "pageset":
+                set_t = self.struct(
+                    "per_cpu_pageset", [("pcp", "struct per_cpu_pages")]
+                )
+            else:
+                set_t = pages_t
+            t["pcp_ptr"] = prog.pointer_type(set_t)
+            zone_members.append((pcp[0], "pcp_ptr"))
+        zone_t = self.struct("zone", zone_members)
         node_zones = prog.array_type(zone_t, 1)
         t["node_zones"] = node_zones
         pgdat_t = self.struct(
@@ -350,6 +366,25 @@ class MockProgram:
         self.write("q", zone + self.offset(zone_t, "managed_pages"), total)
         self.write("Q", zone + self.offset(zone_t, "present_pages"), present)
         self.write("Q", zone + self.offset(zone_t, "name"), name)
+        if pcp is not None:
+            counts = pcp[1]
+            # One copy of the per-CPU area per CPU; the zone points at the
+            # first CPU's copy less its offset (0 here), as setup_per_cpu_areas().
+            base = self.alloc(prog.array_type(set_t, len(counts)))
+            for cpu, count in enumerate(counts):
+                self.write("i", base + cpu * sizeof(set_t), count)
+            self.write("Q", zone + self.offset(zone_t, pcp[0]), base)
+            offsets = self.add_global(
+                "__per_cpu_offset", prog.array_type(t["ulong"], len(counts))
+            )
+            for cpu in range(len(counts)):
+                self.write("Q", offsets + 8 * cpu, cpu * sizeof(set_t))
+            t["ulong[1]"] = prog.array_type(t["ulong"], 1)
+            mask_t = self.struct("cpumask", [("bits", "ulong[1]")])
+            mask = self.add_global("__cpu_possible_mask", mask_t)
+            self.write("Q", mask, (1 << len(counts)) - 1)
+            self.add_global("nr_cpu_ids", t["uint"])
+            self.write("I", self.objects["nr_cpu_ids"][1], len(counts))
         totalram = self.add_global("_totalram_pages", t["atomic_long"])
         self.write("q", totalram, total)
         t["enum zone_stat_item"] = prog.enum_type(

@@ -269,3 +269,20 @@ def test_two_balloons_in_one_guest():
     assert doc["memory"]["balloons_outside_memtotal_pages"] == 150
     shares = [int(x) for x in re.findall(r"holds (\d+)% of that", doc["verdict"])]
     assert shares == [round(100 * 100 / 350), round(100 * 50 / 350)]
+
+
+@pytest.mark.parametrize("layout", ["per_cpu_pageset", "pageset"])
+def test_free_pages_on_the_per_cpu_lists_are_not_unexplained(layout):
+    # Free pages on the per-CPU lists are out of NR_FREE_PAGES (MemFree): the
+    # report counts them apart from the memory no counter explains, on both
+    # layouts of the zone's per-CPU lists (v5.14+ and v2.6.34 to v5.13).
+    from drgn_balloon.memory import memory_accounting
+
+    m = cmm(pages=40)
+    plain = memory_accounting(m.finish(), rss=False)
+    assert plain.pcp_free is None
+    m = CmmMock(loaned=spread(40, 1024), max_pfn=1024)
+    m.accounting(present=1024, total=1024 - 40 - 20, free=300, pcp=(layout, [7, 30]))
+    acc = memory_accounting(m.finish(), rss=False)
+    assert acc.pcp_free == 37
+    assert acc.unaccounted == plain.unaccounted - 37
