@@ -219,30 +219,8 @@ def _read_one(prog: Program, dev: Object, page_size: int) -> Optional[VirtioBall
         except READ_ERRORS:
             driver = "?"
     features = int(vdev.features.value_())
-    doom = bool(features >> F_DEFLATE_ON_OOM & 1)
     units = max(page_size >> PFN_SHIFT, 1)
-    base = VirtioBalloon(
-        device=name,
-        vdev_address=int(vdev.value_()),
-        driver=driver,
-        address=0,
-        features=features,
-        feature_names=decode_virtio_features(features),
-        deflate_on_oom=doom,
-        adjusts_managed=None,
-        adjusts_managed_source="",
-        num_pages=0,
-        units_per_page=units,
-        pages=0,
-        isolated_pages=0,
-        dev_info_address=0,
-        list_head=0,
-        migration=False,
-        target=None,
-        target_note=TARGET_NOT_IN_MEMORY,
-        stats=(),
-        problems=(),
-    )
+    base = _device(name, int(vdev.value_()), driver, features, units)
     if driver != "virtio_balloon":
         return base._replace(
             problems=(
@@ -278,8 +256,10 @@ def _read_one(prog: Program, dev: Object, page_size: int) -> Optional[VirtioBall
     except AttributeError:
         # v5.10-v6.x: fill_balloon() calls adjust_managed_page_count(page, -1)
         # unless VIRTIO_BALLOON_F_DEFLATE_ON_OOM (drivers/virtio/virtio_balloon.c).
-        adjusts = not doom
-        source = "DEFLATE_ON_OOM " + ("negotiated" if doom else "not negotiated")
+        adjusts = not base.deflate_on_oom
+        source = "DEFLATE_ON_OOM " + (
+            "negotiated" if base.deflate_on_oom else "not negotiated"
+        )
     try:
         stats = _stats(vb, features)
     except READ_ERRORS:
@@ -298,19 +278,27 @@ def _read_one(prog: Program, dev: Object, page_size: int) -> Optional[VirtioBall
     )
 
 
-def _unreadable(address: int, problem: str) -> VirtioBalloon:
+def _device(
+    device: str,
+    vdev_address: int,
+    driver: str,
+    features: int,
+    units_per_page: int,
+    problems: Tuple[str, ...] = (),
+) -> VirtioBalloon:
+    # A balloon device as known before (or without) its driver's state.
     return VirtioBalloon(
-        device="?",
-        vdev_address=address,
-        driver="",
+        device=device,
+        vdev_address=vdev_address,
+        driver=driver,
         address=0,
-        features=0,
-        feature_names=(),
-        deflate_on_oom=False,
+        features=features,
+        feature_names=decode_virtio_features(features),
+        deflate_on_oom=bool(features >> F_DEFLATE_ON_OOM & 1),
         adjusts_managed=None,
         adjusts_managed_source="",
         num_pages=0,
-        units_per_page=1,
+        units_per_page=units_per_page,
         pages=0,
         isolated_pages=0,
         dev_info_address=0,
@@ -319,8 +307,12 @@ def _unreadable(address: int, problem: str) -> VirtioBalloon:
         target=None,
         target_note=TARGET_NOT_IN_MEMORY,
         stats=(),
-        problems=(problem,),
+        problems=problems,
     )
+
+
+def _unreadable(address: int, problem: str) -> VirtioBalloon:
+    return _device("?", address, "", 0, 1, (problem,))
 
 
 def find_virtio_balloons(prog: Program) -> Tuple[VirtioBalloon, ...]:
