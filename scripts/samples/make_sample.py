@@ -147,6 +147,37 @@ SCENARIOS = {
 }
 
 
+def guest_args(kernel, cpio, append, console_log, data_log, qmp_sock):
+    """QEMU's arguments for the guest every sample boots: kernel, busybox
+    initramfs, command line, the console and data serial ports, and QMP."""
+    return [
+        "-kernel",
+        kernel,
+        "-initrd",
+        cpio,
+        "-append",
+        " ".join(append),
+        "-serial",
+        "file:" + console_log,
+        "-serial",
+        "file:" + data_log,
+        "-qmp",
+        "unix:%s,server=on,wait=off" % qmp_sock,
+    ]
+
+
+def start_qemu(work, qemu):
+    """Start QEMU with its output in work/qemu.out, and log its command line."""
+    proc = subprocess.Popen(
+        qemu,
+        stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(work, "qemu.out"), "w"),
+        stderr=subprocess.STDOUT,
+    )
+    log("qemu pid %d: %s" % (proc.pid, " ".join(qemu)))
+    return proc
+
+
 def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
@@ -900,34 +931,21 @@ def main():
         ]
     else:
         qemu += ["-machine", "pc", "-cpu", "qemu64"]
-    qemu += [
-        "-device",
-        "vmcoreinfo",
-        "-kernel",
+    qemu += ["-device", "vmcoreinfo"]
+    qemu += guest_args(
         os.path.join(kdir, "vmlinuz" if stock else "bzImage"),
-        "-initrd",
         cpio,
-        "-append",
-        " ".join(append),
-        "-serial",
-        "file:" + console_log,
-        "-serial",
-        "file:" + data_log,
-        "-qmp",
-        "unix:%s,server=on,wait=off" % qmp_sock,
-    ]
+        append,
+        console_log,
+        data_log,
+        qmp_sock,
+    )
     if host:
         qemu += ["-gdb", "tcp:127.0.0.1:%d" % gdb_port] + ([] if stock else ["-S"])
 
     gdbp = None
     host_cfg = None
-    qemu_p = subprocess.Popen(
-        qemu,
-        stdin=subprocess.DEVNULL,
-        stdout=open(os.path.join(work, "qemu.out"), "w"),
-        stderr=subprocess.STDOUT,
-    )
-    log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
+    qemu_p = start_qemu(work, qemu)
     try:
         if host and stock:
             text = wait_for(data_log, "@@END balloon_kallsyms@@", 300, [qemu_p])

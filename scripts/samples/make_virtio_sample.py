@@ -409,29 +409,9 @@ def make(name, out_root, dbg_root, dump_level, keep_elf=False, store="xz"):
     ]
     for obj in sc.get("objects", []):
         qemu += ["-object", obj]
-    qemu += [
-        "-device",
-        device,
-        "-kernel",
-        vmlinuz,
-        "-initrd",
-        cpio,
-        "-append",
-        " ".join(append),
-        "-serial",
-        "file:" + console_log,
-        "-serial",
-        "file:" + data_log,
-        "-qmp",
-        "unix:%s,server=on,wait=off" % qmp_sock,
-    ]
-    qemu_p = subprocess.Popen(
-        qemu,
-        stdin=subprocess.DEVNULL,
-        stdout=open(os.path.join(work, "qemu.out"), "w"),
-        stderr=subprocess.STDOUT,
-    )
-    log("qemu pid %d: %s" % (qemu_p.pid, " ".join(qemu)))
+    qemu += ["-device", device]
+    qemu += ms.guest_args(vmlinuz, cpio, append, console_log, data_log, qmp_sock)
+    qemu_p = ms.start_qemu(work, qemu)
     host = {"balloon_commands_mib": [], "query_balloon": None, "info_balloon": None}
     try:
         ms.wait_for(data_log, "@@MODULES-LOADED@@", 600, [qemu_p])
